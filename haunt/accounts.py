@@ -16,10 +16,10 @@ def admin_user_ensure(*, username: str, email: str, password: str) -> bool:
     The password goes through the configured validators so a deployment cannot start with
     a weak admin password.
     """
-    User = get_user_model()
-    if User.objects.filter(username=username).exists():
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
         return False
-    user = User(username=username, email=email, is_staff=True, is_superuser=True)
+    user = user_model(username=username, email=email, is_staff=True, is_superuser=True)
     validate_password(password, user)
     user.set_password(password)
     user.save()

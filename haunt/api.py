@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from apps.trading.models import Profile
 from apps.trading.services import profile_ensure, profile_preferences_update
 from haunt.accounts import api_token_get_or_create
+from haunt.authentication import request_user
 from haunt.errors import DomainError
 from haunt.health import health_report
 from haunt.models import Notification
@@ -96,13 +97,13 @@ class MeApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
-        return self._respond(request, profile_ensure(user=request.user))
+        return self._respond(request, profile_ensure(user=request_user(request)))
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
     def patch(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        profile = profile_preferences_update(user=request.user, **serializer.validated_data)
+        profile = profile_preferences_update(user=request_user(request), **serializer.validated_data)
         return self._respond(request, profile)
 
 
@@ -122,7 +123,7 @@ class NotificationListApi(APIView):
     @extend_schema(responses={200: OutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         paginator = StandardPagination()
-        queryset = Notification.objects.filter(user=request.user)
+        queryset = Notification.objects.filter(user=request_user(request))
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
@@ -140,7 +141,9 @@ class NotificationReadApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        marked = notification_mark_read(user=request.user, notification_ids=serializer.validated_data["ids"])
+        marked = notification_mark_read(
+            user=request_user(request), notification_ids=serializer.validated_data["ids"]
+        )
         return Response({"marked": marked})
 
 
@@ -173,4 +176,6 @@ class HealthApi(APIView):
             "version": settings.HAUNT_VERSION,
             "components": components,
         }
-        return Response(body, status=status.HTTP_200_OK if report.healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            body, status=status.HTTP_200_OK if report.healthy else status.HTTP_503_SERVICE_UNAVAILABLE
+        )

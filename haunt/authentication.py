@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from rest_framework.authentication import TokenAuthentication
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
 
 
 class BearerOrTokenAuthentication(TokenAuthentication):
     """Accepts `Authorization: Token <key>` (DRF's form) and `Authorization: Bearer <key>`."""
 
-    def authenticate(self, request):  # type: ignore[no-untyped-def]
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if header.startswith("Bearer "):
-            request.META["HTTP_AUTHORIZATION"] = "Token " + header[len("Bearer ") :]
+    def authenticate(self, request: Request) -> tuple[Any, Token] | None:
+        parts = get_authorization_header(request).split()
+        if len(parts) == 2 and parts[0].lower() == b"bearer":
+            try:
+                key = parts[1].decode()
+            except UnicodeError:
+                raise exceptions.AuthenticationFailed("Invalid token header.") from None
+            return self.authenticate_credentials(key)
         return super().authenticate(request)
+
+
+def request_user(request: Request) -> User:
+    """The authenticated user of a request behind IsAuthenticated."""
+    user = request.user
+    assert isinstance(user, User), "view must require authentication"
+    return user
 
 
 def user_for_token(*, key: str) -> AbstractBaseUser | AnonymousUser:

@@ -8,4 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haunt.settings")
 
 app = Celery("haunt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["haunt", "apps.markets", "apps.trading", "apps.sync", "apps.moderation", "apps.storage"])
+app.autodiscover_tasks(
+    ["haunt", "apps.markets", "apps.trading", "apps.sync", "apps.moderation", "apps.storage"]
+)

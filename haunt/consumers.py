@@ -46,7 +46,9 @@ class HauntConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         if text_data is None:
             await self.send_json(events.error_frame("invalid_frame", "Send JSON text frames."))
             return
@@ -72,7 +74,9 @@ class HauntConsumer(AsyncJsonWebsocketConsumer):
             await self.handle_command(content)
 
     async def handle_command(self, content: dict[str, Any]) -> None:
-        await self.send_json(events.error_frame("unknown_type", f"Unknown message type {content.get('type')!r}."))
+        await self.send_json(
+            events.error_frame("unknown_type", f"Unknown message type {content.get('type')!r}.")
+        )
 
     async def _authenticate(self, content: dict[str, Any]) -> None:
         command = events.AuthCommand(data=content)

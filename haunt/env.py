@@ -29,7 +29,7 @@ def _required(name: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"Environment variable {name} is required but not set.")
 
 
-def env_str(name: str, default: str | None | object = _MISSING) -> str:
+def env_str(name: str, default: str | object | None = _MISSING) -> str:
     """A string; without a default the variable is required."""
     value = _raw(name)
     if value is not None:

@@ -1,6 +1,6 @@
 """Haunt's error types and the one envelope every API error is answered with:
 
-    {"error": {"code": "...", "message": "...", "detail": {...}}}
+{"error": {"code": "...", "message": "...", "detail": {...}}}
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # unexpected: let Django log it and answer 500
     detail = response.data.get("detail") if isinstance(response.data, dict) else None
     if isinstance(exc, exceptions.Throttled):
-        response.data = error_body("throttled", str(detail), {"retry_after": exc.wait})
+        wait = getattr(exc, "wait", None)
+        response.data = error_body("throttled", str(detail), {"retry_after": wait})
     elif isinstance(detail, str) and not isinstance(exc, exceptions.ValidationError):
         response.data = error_body(getattr(detail, "code", "error"), str(detail))
     else:  # serializer errors: {field: [messages]}

@@ -22,7 +22,9 @@ class ErrorFrame(TypedDict):
     data: dict[str, Any]
 
 
-def notification_frame(*, id: int, kind: str, title: str, body: str, data: dict[str, Any], created_at: str) -> NotificationFrame:
+def notification_frame(
+    *, id: int, kind: str, title: str, body: str, data: dict[str, Any], created_at: str
+) -> NotificationFrame:
     return {
         "type": "notification",
         "data": {"id": id, "kind": kind, "title": title, "body": body, "data": data, "createdAt": created_at},

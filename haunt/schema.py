@@ -15,7 +15,7 @@ class HauntAutoSchema(AutoSchema):
     def _get_serializer_name(self, serializer: Any, direction: str, bypass_extensions: bool = False) -> str:
         name: str = super()._get_serializer_name(serializer, direction, bypass_extensions)
         cls = serializer if isinstance(serializer, type) else type(serializer)
-        outer, _, inner = cls.__qualname__.rpartition(".")
+        outer = cls.__qualname__.rpartition(".")[0]
         if outer and getattr(getattr(cls, "Meta", None), "ref_name", None) is None:
             name = outer.split(".")[-1].removesuffix("Api") + name
         return name

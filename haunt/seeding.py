@@ -36,7 +36,7 @@ def _resolve(model: type[models.Model], row: dict[str, Any]) -> dict[str, Any]:
         field = model._meta.get_field(name)
         if field.is_relation and isinstance(value, dict):
             related = field.related_model
-            assert isinstance(related, type)
+            assert related is not None and not isinstance(related, str)
             value = related._default_manager.get(**value)
         resolved[name] = value
     return resolved

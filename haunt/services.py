@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from haunt.realtime import publish_on_commit
 
 @transaction.atomic
 def notification_send(
-    *, user: AbstractBaseUser, kind: str, title: str, body: str = "", data: dict[str, Any] | None = None
+    *, user: User, kind: str, title: str, body: str = "", data: dict[str, Any] | None = None
 ) -> Notification:
     """Store a notification and push it to the user's open WebSockets after commit."""
     notification = Notification.objects.create(user=user, kind=kind, title=title, body=body, data=data or {})
@@ -32,7 +32,7 @@ def notification_send(
     return notification
 
 
-def notification_mark_read(*, user: AbstractBaseUser, notification_ids: list[int]) -> int:
+def notification_mark_read(*, user: User, notification_ids: list[int]) -> int:
     """Mark the user's own notifications read; returns how many changed."""
     return Notification.objects.filter(user=user, pk__in=notification_ids, read_at__isnull=True).update(
         read_at=timezone.now()
@@ -48,9 +48,9 @@ def notification_purge(*, older_than_days: int, batch_size: int = 1000) -> int:
     deleted = 0
     while True:
         ids = list(
-            Notification.objects.filter(read_at__isnull=False, created_at__lt=cutoff).values_list("pk", flat=True)[
-                :batch_size
-            ]
+            Notification.objects.filter(read_at__isnull=False, created_at__lt=cutoff).values_list(
+                "pk", flat=True
+            )[:batch_size]
         )
         if not ids:
             return deleted

@@ -49,17 +49,13 @@ HAUNT_NODE_ID = env_str("HAUNT_NODE_ID", "local" if DEVELOPMENT else None)
 HAUNT_NODE_REGION = env_str("HAUNT_NODE_REGION", "local" if DEVELOPMENT else None)
 for _name, _value in (("HAUNT_NODE_ID", HAUNT_NODE_ID), ("HAUNT_NODE_REGION", HAUNT_NODE_REGION)):
     if not _NODE_NAME.match(_value):
-        raise ImproperlyConfigured(
-            f"{_name}={_value!r} must be 1-32 lowercase letters, digits or '-'."
-        )
+        raise ImproperlyConfigured(f"{_name}={_value!r} must be 1-32 lowercase letters, digits or '-'.")
 HAUNT_VERSION = env_str("HAUNT_RELEASE", "0.1.0")
 
 STORAGE_LIMIT_MB = env_int("STORAGE_LIMIT_MB", 30720, minimum=1)
 
 # --- HTTP ------------------------------------------------------------------------------------
-ALLOWED_HOSTS = env_list(
-    "HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else []
-)
+ALLOWED_HOSTS = env_list("HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("HAUNT_ALLOWED_HOSTS is required when HAUNT_ENV is not development.")
 CSRF_TRUSTED_ORIGINS = env_list("HAUNT_CSRF_TRUSTED_ORIGINS")

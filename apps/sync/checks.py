@@ -17,7 +17,7 @@ def replicated_managers_check(**kwargs: Any) -> list[checks.CheckMessage]:
         if not issubclass(model, ReplicatedModel):
             continue
         for manager in model._meta.managers:
-            if not issubclass(manager._queryset_class, ReplicatedQuerySet):
+            if not issubclass(manager._queryset_class, ReplicatedQuerySet):  # type: ignore[attr-defined]
                 errors.append(
                     checks.Error(
                         f"{model.__name__}.{manager.name} does not use ReplicatedQuerySet, so its "

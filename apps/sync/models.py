@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
@@ -38,9 +38,7 @@ class ReplicatedQuerySet(models.QuerySet[M]):
         )
         return super().update(**kwargs)
 
-    def bulk_update(
-        self, objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
-    ) -> int:
+    def bulk_update(self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None) -> int:
         objs = list(objs)
         now, node = timezone.now(), current_node_id()
         for obj in objs:

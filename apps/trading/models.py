@@ -39,7 +39,9 @@ class LeverageBracket(models.Model):
     maintenance amount) must agree with the MMRs below it, which seeding checks.
     """
 
-    exchange = models.ForeignKey("markets.Exchange", on_delete=models.CASCADE, related_name="leverage_brackets")
+    exchange = models.ForeignKey(
+        "markets.Exchange", on_delete=models.CASCADE, related_name="leverage_brackets"
+    )
     symbol = models.CharField(max_length=32)
     effective_from = models.DateField()
     bracket = models.PositiveSmallIntegerField()
@@ -55,7 +57,9 @@ class LeverageBracket(models.Model):
             models.UniqueConstraint(
                 fields=["exchange", "symbol", "effective_from", "bracket"], name="leverage_bracket_unique"
             ),
-            models.CheckConstraint(condition=Q(notional_cap__gt=F("notional_floor")), name="bracket_cap_above_floor"),
+            models.CheckConstraint(
+                condition=Q(notional_cap__gt=F("notional_floor")), name="bracket_cap_above_floor"
+            ),
             models.CheckConstraint(
                 condition=Q(maint_margin_ratio__gt=0) & Q(maint_margin_ratio__lt=1), name="bracket_mmr_range"
             ),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from apps.trading.models import Profile
 
 
 @transaction.atomic
-def profile_ensure(*, user: AbstractBaseUser) -> Profile:
+def profile_ensure(*, user: User) -> Profile:
     """The user's profile, created with default preferences on first use."""
     profile, _ = Profile.objects.get_or_create(user=user, defaults={"username": user.get_username()})
     return profile
@@ -18,7 +18,7 @@ def profile_ensure(*, user: AbstractBaseUser) -> Profile:
 @transaction.atomic
 def profile_preferences_update(
     *,
-    user: AbstractBaseUser,
+    user: User,
     theme: str | None = None,
     default_timeframe: str | None = None,
     indicators: list[str] | None = None,
@@ -28,7 +28,11 @@ def profile_preferences_update(
     profile = Profile.objects.select_for_update().get(pk=profile.pk)
     changes = {
         name: value
-        for name, value in (("theme", theme), ("default_timeframe", default_timeframe), ("indicators", indicators))
+        for name, value in (
+            ("theme", theme),
+            ("default_timeframe", default_timeframe),
+            ("indicators", indicators),
+        )
         if value is not None
     }
     for name, value in changes.items():

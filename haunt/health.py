@@ -86,7 +86,8 @@ def _check_channel_layer() -> dict[str, Any]:
 def _check_celery() -> dict[str, Any]:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"mode": "eager", "workers": 0}  # tasks run in-process; no worker needed
-    replies = celery_app.control.ping(timeout=settings.HAUNT_CELERY_PING_TIMEOUT)
+    # limit=1 returns on the first reply instead of always waiting out the timeout.
+    replies = celery_app.control.ping(timeout=settings.HAUNT_CELERY_PING_TIMEOUT, limit=1)
     if not replies:
         raise RuntimeError("no Celery worker answered")
     return {"mode": "worker", "workers": len(replies)}

@@ -137,14 +137,17 @@ try:
     _database: dict[str, Any] = dict(dj_database_url.parse(_database_url))
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
-if _database["ENGINE"] == "django.db.backends.postgresql":
-    # Opening a connection per request caps a node near 150 requests/s; pool instead.
+if _database["ENGINE"] == "django.db.backends.postgresql" and env_bool("HAUNT_DB_POOL", True):
+    # Opening a connection per request caps a node near 150 requests/s; pool instead
+    # (bench/rest_throughput.py measures both).
     _database["CONN_MAX_AGE"] = 0
     _database.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("HAUNT_DB_POOL_MIN", 2, minimum=0),
         "max_size": env_int("HAUNT_DB_POOL_MAX", 20, minimum=1),
         "timeout": env_float("HAUNT_DB_POOL_TIMEOUT", 10.0, minimum=0.1),
     }
+elif _database["ENGINE"] == "django.db.backends.postgresql":
+    pass  # HAUNT_DB_POOL=false: one connection per request (for comparison only)
 elif _database["ENGINE"] == "django.db.backends.sqlite3":
     Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL lets the web, worker and beat processes read while one of them writes.

@@ -56,7 +56,9 @@ def test_purge_applies_the_retention_policy(user, django_capture_on_commit_callb
     from apps.storage.models import RetentionPolicy
 
     RetentionPolicy.objects.create(entity="notifications", retention_days=30)
-    old_read, old_unread, new_read = (notification_send(user=user, kind="k", title=t) for t in ("a", "b", "c"))
+    old_read, old_unread, new_read = (
+        notification_send(user=user, kind="k", title=t) for t in ("a", "b", "c")
+    )
     notification_mark_read(user=user, notification_ids=[old_read.pk, new_read.pk])
     Notification.objects.filter(pk__in=[old_read.pk, old_unread.pk]).update(
         created_at=timezone.now() - timedelta(days=31)

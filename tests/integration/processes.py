@@ -54,8 +54,13 @@ def child_env(*, redis_url: str, data_dir: Path) -> dict[str, str]:
 
 def start(command: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(  # noqa: S603
-            command, cwd=settings.BASE_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        return subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -64,8 +69,24 @@ def daphne_command(port: int) -> list[str]:
 
 
 def worker_command(name: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "haunt", "worker", "-Q", "default", "--concurrency", "1",
-            "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "haunt",
+        "worker",
+        "-Q",
+        "default",
+        "--concurrency",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
@@ -81,7 +102,7 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
 
 def get_json(url: str) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  (127.0.0.1 only)
+        with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -99,5 +120,7 @@ def wait_healthy(base_url: str, *, timeout: float, logs: list[Path]) -> dict:
         except (OSError, ValueError) as exc:
             last = repr(exc)
         time.sleep(0.3)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
+    tails = "\n".join(
+        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
+    )
     raise AssertionError(f"not healthy after {timeout} s: {last}\n{tails}")

@@ -84,9 +84,7 @@ def test_runstack_serves_and_stops_every_process_on_ctrl_c(tmp_path):
     env = processes.child_env(redis_url=redis_url, data_dir=tmp_path)
     port = processes.free_port()
     log = tmp_path / "runstack.log"
-    stack = processes.start(
-        [sys.executable, "manage.py", "runstack", "--port", str(port)], env=env, log=log
-    )
+    stack = processes.start([sys.executable, "manage.py", "runstack", "--port", str(port)], env=env, log=log)
     try:
         processes.wait_healthy(f"http://127.0.0.1:{port}", timeout=60, logs=[log])
         children = [int(pid) for pid in re.findall(r"started \w+ \(pid (\d+)\)", log.read_text())]
@@ -109,5 +107,5 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    result = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)  # noqa: S607
+    result = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
     return bool(result.stdout.strip()) and not result.stdout.strip().startswith("Z")

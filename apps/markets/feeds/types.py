@@ -52,7 +52,7 @@ class FeedAdapter(ABC):
     slug: ClassVar[str]
     default_url: ClassVar[str]
     # Client-side keepalive: send ping_frame() every ping_interval seconds (None: the server pings).
-    ping_interval: ClassVar[float | None] = None
+    ping_interval: float | None = None
     # Reconnect when nothing at all arrived for this long.
     idle_timeout: ClassVar[float] = 30.0
 

@@ -54,6 +54,11 @@ HAUNT_VERSION = env_str("HAUNT_RELEASE", "0.1.0")
 
 STORAGE_LIMIT_MB = env_int("STORAGE_LIMIT_MB", 30720, minimum=1)
 
+# --- Markets ---------------------------------------------------------------------------------
+HAUNT_USD_QUOTES = env_list("HAUNT_USD_QUOTES", ["usd", "usdt", "usdc"])
+HAUNT_WS_MAX_SUBSCRIPTIONS = env_int("HAUNT_WS_MAX_SUBSCRIPTIONS", 100, minimum=1)
+HAUNT_FEED_FLUSH_MS = env_int("HAUNT_FEED_FLUSH_MS", 50, minimum=5, maximum=5000)
+
 # --- HTTP ------------------------------------------------------------------------------------
 ALLOWED_HOSTS = env_list("HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
 if not ALLOWED_HOSTS:

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from haunt import api
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/auth/me", api.MeApi.as_view(), name="auth-me"),
     path("api/notifications", api.NotificationListApi.as_view(), name="notifications"),
     path("api/notifications/read", api.NotificationReadApi.as_view(), name="notifications-read"),
+    path("api/market/", include("apps.markets.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -120,7 +120,7 @@ def stack_commands(*, host: str, port: int, with_redis: bool) -> dict[str, list[
             "INFO",
         ]
         commands["beat"] = [python, "-m", "celery", "-A", "haunt", "beat", "--loglevel", "INFO"]
-    if (Path(settings.BASE_DIR) / "apps/markets/management/commands/run_feeds.py").exists():
+        # Prices reach the web process through Redis, so the feed runner needs it too.
         commands["feeds"] = [python, manage, "run_feeds"]
     return commands
 

@@ -88,9 +88,10 @@ class PriceHub:
         self.batches = 0
 
     async def ensure_started(self, layer: Any) -> None:
-        if self._task is None or self._task.done():
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             ready = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(layer, ready))
+            self._task = loop.create_task(self._run(layer, ready))
             await ready.wait()
 
     async def _run(self, layer: Any, ready: asyncio.Event) -> None:

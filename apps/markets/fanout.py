@@ -95,7 +95,10 @@ class PriceHub:
             await ready.wait()
 
     async def _run(self, layer: Any, ready: asyncio.Event) -> None:
-        channel = await layer.new_channel("prices-hub.")
+        # The default "specific." prefix matters with channels-redis: all of a process's
+        # channels must share it, or one receiver holds the receive lock on its own Redis key
+        # and starves the other (measured: the hub got nothing while a client was connected).
+        channel = await layer.new_channel()
         while True:
             try:
                 await layer.group_add(events.PRICES_GROUP, channel)

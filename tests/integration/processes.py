@@ -124,3 +124,17 @@ def wait_healthy(base_url: str, *, timeout: float, logs: list[Path]) -> dict:
         f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
     )
     raise AssertionError(f"not healthy after {timeout} s: {last}\n{tails}")
+
+
+def wait_port(port: int, *, timeout: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    tails = "\n".join(
+        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
+    )
+    raise AssertionError(f"nothing listening on {port} after {timeout} s\n{tails}")

@@ -69,10 +69,12 @@ class FeedRunner:
         await asyncio.to_thread(source_health_report, reports=reports)
         await asyncio.to_thread(prices_sweep)
 
-    async def _every(self, seconds: float, action: str) -> None:
+    async def _every(self, seconds: float, action: str, *, first: float | None = None) -> None:
+        wait = first if first is not None else seconds
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+            wait = seconds
             try:
                 await getattr(self, action)()
             except Exception:
@@ -83,7 +85,7 @@ class FeedRunner:
         self._tasks += [asyncio.create_task(s.run(), name=n) for n, s in self.supervisors.items()]
         loops = [
             asyncio.create_task(self._every(self.flush_s, "flush")),
-            asyncio.create_task(self._every(HEALTH_INTERVAL_S, "report_health")),
+            asyncio.create_task(self._every(HEALTH_INTERVAL_S, "report_health", first=1.0)),
         ]
         await self._stop.wait()
         await asyncio.gather(*(s.stop() for s in self.supervisors.values()))

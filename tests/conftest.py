@@ -70,3 +70,19 @@ def auth_client(user: User) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pool_before_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Close psycopg's pool before the test database is dropped.
+
+    The pool keeps idle connections open, and PostgreSQL refuses to drop a database in use.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all(initialized_only=True):
+            close_pool = getattr(connection, "close_pool", None)
+            if close_pool is not None:
+                close_pool()

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from apps.markets.feeds.adapters import ADAPTERS
@@ -54,7 +55,7 @@ class FeedRunner:
         if not self._buffer:
             return
         ticks, self._buffer = self._buffer, []
-        await asyncio.to_thread(ticks_ingest, ticks=ticks)
+        await database_sync_to_async(ticks_ingest)(ticks=ticks)
         self.flushes += 1
         self.ticks_ingested += len(ticks)
 
@@ -66,8 +67,8 @@ class FeedRunner:
             # Several replays of one exchange: report the healthiest.
             if slug not in reports or snapshot["state"] == "healthy":
                 reports[slug] = snapshot
-        await asyncio.to_thread(source_health_report, reports=reports)
-        await asyncio.to_thread(prices_sweep)
+        await database_sync_to_async(source_health_report)(reports=reports)
+        await database_sync_to_async(prices_sweep)()
 
     async def _every(self, seconds: float, action: str, *, first: float | None = None) -> None:
         wait = first if first is not None else seconds

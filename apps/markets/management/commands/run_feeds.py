@@ -3,6 +3,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.markets.services.runner import REPLAY_DIR, replay_fallback, runner_build
@@ -27,8 +28,7 @@ class Command(BaseCommand):
         asyncio.run(self._run(options))
 
     async def _run(self, options: dict[str, Any]) -> None:
-        runner = await asyncio.to_thread(
-            runner_build,
+        runner = await database_sync_to_async(runner_build)(
             mode=options["mode"],
             replay_dir=options["replay_dir"],
             speed=options["speed"],

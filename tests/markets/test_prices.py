@@ -129,3 +129,18 @@ async def test_one_batch_is_published_per_ingest():
     assert batch["type"] == "prices.batch"
     assert sorted(f["data"]["symbol"] for f in batch["prices"]) == ["btc", "eth"]
     assert {f["type"] for f in batch["candles"]} == {"candle_update"}
+
+
+def test_sweep_forgets_symbols_whose_quotes_are_gone():
+    store = price_store()
+    ticks_ingest(ticks=[make_tick(price=Decimal("100.00"))], now_ms=NOW)
+    store.symbols_forget([])  # no-op
+    if hasattr(store, "redis"):
+        store.redis.delete("haunt:quotes:btc")  # what an hour of silence does (TTL)
+    else:
+        store.quotes.pop("btc")
+        store.quotes["btc"] = {}
+
+    prices_sweep(now_ms=NOW + 31_000)
+
+    assert "btc" not in store.symbols()

@@ -131,9 +131,17 @@ def prices_aggregate(
 
 
 def prices_sweep(*, now_ms: int | None = None, store: PriceStore | None = None) -> int:
-    """Mark prices whose every source went quiet as stale; returns how many are fresh."""
+    """Mark prices whose every source went quiet as stale; returns how many are fresh.
+
+    Symbols with no quote left at all (their quotes expire after an hour of silence) are
+    forgotten, so their stale ticker lapses with its TTL instead of being renewed forever.
+    """
     store = store or price_store()
-    return len(prices_aggregate(symbols=store.symbols(), now_ms=now_ms or _now_ms(), store=store).prices)
+    symbols = store.symbols()
+    quoted = store.quotes_get(symbols)
+    store.symbols_forget([s for s in symbols if not quoted.get(s)])
+    live = [s for s in symbols if quoted.get(s)]
+    return len(prices_aggregate(symbols=live, now_ms=now_ms or _now_ms(), store=store).prices)
 
 
 def price_batch_publish(result: IngestResult) -> None:

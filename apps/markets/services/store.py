@@ -94,6 +94,7 @@ class PriceStore(Protocol):
     def quotes_put(self, quotes: Mapping[str, list[Quote]]) -> None: ...
     def quotes_get(self, symbols: Iterable[str]) -> dict[str, dict[str, Quote]]: ...
     def symbols(self) -> list[str]: ...
+    def symbols_forget(self, symbols: Iterable[str]) -> None: ...
     def prices_get(self, symbols: Iterable[str]) -> dict[str, AggregatedPrice]: ...
     def prices_put(self, prices: Iterable[AggregatedPrice]) -> None: ...
     def candles_get(self, symbols: Iterable[str]) -> dict[str, Candle]: ...
@@ -130,6 +131,11 @@ class RedisPriceStore:
 
     def symbols(self) -> list[str]:
         return sorted(s.decode() for s in self.redis.smembers("haunt:symbols"))
+
+    def symbols_forget(self, symbols: Iterable[str]) -> None:
+        symbols = list(symbols)
+        if symbols:
+            self.redis.srem("haunt:symbols", *symbols)
 
     def prices_get(self, symbols: Iterable[str]) -> dict[str, AggregatedPrice]:
         symbols = list(symbols)
@@ -206,6 +212,11 @@ class MemoryPriceStore:
 
     def symbols(self) -> list[str]:
         return sorted(self.quotes)
+
+    def symbols_forget(self, symbols: Iterable[str]) -> None:
+        with self._lock:
+            for symbol in symbols:
+                self.quotes.pop(symbol, None)
 
     def prices_get(self, symbols: Iterable[str]) -> dict[str, AggregatedPrice]:
         return {s: self.prices[s] for s in symbols if s in self.prices}

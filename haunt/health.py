@@ -69,7 +69,9 @@ def _check_channel_layer() -> dict[str, Any]:
         raise RuntimeError("no channel layer configured")
 
     async def round_trip() -> None:
-        channel = await layer.new_channel("health.")
+        # Default prefix: channels-redis serves all of a process's channels from one Redis key
+        # per prefix, and a second prefix would wait on the receive lock of the first.
+        channel = await layer.new_channel()
         token = uuid.uuid4().hex
         await layer.send(channel, {"type": "health.ping", "token": token})
         message = await layer.receive(channel)

@@ -9,9 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.markets.exceptions import UnknownSymbol
+from apps.markets.exceptions import PriceUnavailable, UnknownSymbol
 from apps.markets.selectors import price_latest, prices_all, sources_status
-from apps.markets.services.aggregation import AggregatedPrice
 
 
 class PriceOutputSerializer(serializers.Serializer):
@@ -56,13 +55,10 @@ class PriceDetailApi(APIView):
 
     @extend_schema(responses={200: PriceOutputSerializer})
     def get(self, request: Request, symbol: str) -> Response:
-        price: AggregatedPrice
         try:
             price = price_latest(symbol=symbol.lower())
-        except Exception as exc:
-            if getattr(exc, "code", None) == "price_unavailable":
-                raise UnknownSymbol(f"No price for {symbol!r}.", symbol=symbol) from None
-            raise
+        except PriceUnavailable:
+            raise UnknownSymbol(f"No price for {symbol!r}.", symbol=symbol) from None
         return Response(PriceOutputSerializer(price).data)
 
 

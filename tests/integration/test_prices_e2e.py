@@ -44,18 +44,21 @@ def test_client_receives_price_updates_from_the_replayed_feed(tmp_path):
         [sys.executable, "manage.py", "run_feeds", "--mode", "replay", "--speed", "4"], env=env, log=logs[1]
     )
 
-    async def scenario() -> list[dict]:
+    async def scenario() -> tuple[list[dict], dict]:
         async with connect(f"ws://127.0.0.1:{port}/ws/prices") as ws:
             await ws.send(json.dumps({"type": "subscribe", "symbols": ["btc", "skl", "bsv"]}))
             frames: list[dict] = []
             async with asyncio.timeout(30):
                 while len([f for f in frames if f["type"] == "price_update"]) < 5:
                     frames.append(json.loads(await ws.recv()))
-            return frames
+            # While a client holds the process's channel-layer receive loop, the health
+            # check's own round trip through the layer must still get through.
+            _, health = await asyncio.to_thread(processes.get_json, f"http://127.0.0.1:{port}/api/health")
+            return frames, health
 
     try:
         processes.wait_port(port, timeout=30, logs=logs)
-        frames = asyncio.run(scenario())
+        frames, health = asyncio.run(scenario())
         states = wait_for_health_reports(port)
     finally:
         feeds_code = processes.stop(feeds)
@@ -66,5 +69,6 @@ def test_client_receives_price_updates_from_the_replayed_feed(tmp_path):
     assert all(set(u) == SPEC_KEYS for u in updates)
     assert {u["symbol"] for u in updates} <= {"btc", "skl", "bsv"}
     assert all(isinstance(u["price"], float) and u["price"] > 0 for u in updates)
+    assert health["components"]["channel_layer"]["ok"] is True
     assert states["okx"] == "healthy"  # replayed sources report like live ones
     assert feeds_code == 0, logs[1].read_text()[-2000:]

@@ -58,6 +58,8 @@ STORAGE_LIMIT_MB = env_int("STORAGE_LIMIT_MB", 30720, minimum=1)
 HAUNT_USD_QUOTES = env_list("HAUNT_USD_QUOTES", ["usd", "usdt", "usdc"])
 HAUNT_WS_MAX_SUBSCRIPTIONS = env_int("HAUNT_WS_MAX_SUBSCRIPTIONS", 100, minimum=1)
 HAUNT_FEED_FLUSH_MS = env_int("HAUNT_FEED_FLUSH_MS", 50, minimum=5, maximum=5000)
+HAUNT_COINMARKETCAP_API_KEY = env_optional_str("HAUNT_COINMARKETCAP_API_KEY")
+HAUNT_CRYPTOCOMPARE_API_KEY = env_optional_str("HAUNT_CRYPTOCOMPARE_API_KEY")
 
 # --- HTTP ------------------------------------------------------------------------------------
 ALLOWED_HOSTS = env_list("HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
@@ -231,6 +233,19 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
+    "rest-sources-poll": {
+        "task": "apps.markets.tasks.rest_sources_poll_task",
+        "schedule": 30.0,
+        "kwargs": {"exclude": ["coinmarketcap"]},
+        "options": {"expires": 30},
+    },
+    # CoinMarketCap's free plan allows ~10k calls a month: every 30 s would use it up in days.
+    "rest-source-poll-coinmarketcap": {
+        "task": "apps.markets.tasks.rest_source_poll_task",
+        "schedule": 300.0,
+        "kwargs": {"slug": "coinmarketcap"},
+        "options": {"expires": 300},
+    },
     "notifications-purge": {
         "task": "haunt.tasks.notification_purge_task",
         "schedule": 6 * 60 * 60,

@@ -57,7 +57,9 @@ def prices_all() -> list[AggregatedPrice]:
     return [_with_staleness(p, now_ms) for p in store.prices_get(store.symbols()).values()]
 
 
-REPORT_MAX_AGE_MS = 30_000  # a runner that stopped reporting this long ago is presumed gone
+# A reporter silent this long is presumed gone: the feed runner reports every 5 s; REST polls
+# run every 30 s (CoinMarketCap every 5 min), so two missed CoinMarketCap polls.
+REPORT_MAX_AGE_MS = {"websocket": 30_000, "rest": 600_000}
 
 
 def sources_status() -> list[dict[str, Any]]:
@@ -71,8 +73,11 @@ def sources_status() -> list[dict[str, Any]]:
             state, detail = "disabled", {}
         elif report is None:
             state, detail = "down", {"last_error": "no report from a feed runner or poller yet"}
-        elif now_ms - report["reported_at"] > REPORT_MAX_AGE_MS and exchange.kind == Exchange.Kind.WEBSOCKET:
-            state, detail = "down", {**report, "last_error": "feed runner stopped reporting"}
+        elif now_ms - report["reported_at"] > REPORT_MAX_AGE_MS[exchange.kind]:
+            state, detail = (
+                "down",
+                {**report, "last_error": "no recent report: is the feed runner or beat running?"},
+            )
         else:
             state, detail = report["state"], report
         rows.append(

@@ -7,7 +7,6 @@ from apps.markets.services.prices import ticks_ingest
 from apps.markets.services.sources import source_health_report
 from haunt.seeding import seed_defaults
 from tests.markets.factories import make_tick
-from tests.markets.price_store_fixtures import fresh_price_store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +69,15 @@ def test_sources_show_weights_and_health(api_client):
     assert rows["binance"]["state"] == "down"  # never reported
     assert rows["kraken"]["state"] == "disabled"
     assert len(rows) == 9
+
+
+def test_a_source_that_stopped_reporting_is_down(api_client):
+    from apps.markets.services.store import price_store
+
+    old = now_ms() - 601_000
+    price_store().health_put({"coingecko": {"state": "healthy", "reported_at": old}})
+
+    rows = {row["slug"]: row for row in api_client.get("/api/market/sources").json()}
+
+    assert rows["coingecko"]["state"] == "down"
+    assert "no recent report" in rows["coingecko"]["detail"]["last_error"]

@@ -11,7 +11,6 @@ from apps.markets.services.prices import ticks_ingest
 from haunt.asgi import application
 from haunt.seeding import seed_defaults
 from tests.markets.factories import make_tick
-from tests.markets.price_store_fixtures import fresh_price_store  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,6 @@ from apps.markets.services.prices import prices_sweep, ticks_ingest
 from apps.markets.services.store import price_store
 from haunt.seeding import seed_defaults
 from tests.markets.factories import NOW, make_tick
-from tests.markets.price_store_fixtures import fresh_price_store  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,6 @@ from apps.markets.services.runner import replay_supervisors, runner_build
 from apps.markets.services.store import price_store
 from haunt.seeding import seed_defaults
 from tests.markets.feeds.fake_exchange import FakeExchange, eventually
-from tests.markets.price_store_fixtures import fresh_price_store  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
 """Replay recorded exchange traffic as if it were live, and record live traffic for replay.
 
-Capture format (cryptofeed's raw-data format, see shared/fixtures/feeds/README.md), one line each:
+Capture format (cryptofeed's raw-data format, see tests/fixtures/feeds/README.md), one line each:
     URL <-> ts           a connection opened (skipped on replay)
     URL <- ts: frame     a frame the client sent (skipped on replay)
     ts: frame            a frame received; binary frames as a Python bytes literal (HTX gzip)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -31,16 +30,6 @@ from apps.markets.feeds.supervisor import BaseSupervisor, FrameHandler, OnTicks,
 from apps.markets.feeds.types import FeedAdapter, Tick
 
 _RECEIVED = re.compile(r"(\d+(?:\.\d+)?): (.*)", re.DOTALL)
-
-
-def captures_dir() -> Path:
-    """The shared folder of recorded captures; HAUNT_FIXTURES_DIR overrides it."""
-    override = os.environ.get("HAUNT_FIXTURES_DIR")
-    if override:
-        return Path(override)
-    from django.conf import settings  # read lazily: never at import
-
-    return Path(settings.BASE_DIR).parent / "shared" / "fixtures" / "feeds"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Read the recorded exchange traffic in shared/fixtures/feeds (format: its README)."""
+"""Read the recorded exchange traffic in tests/fixtures/feeds (a copy of shared/fixtures/feeds)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ RECEIVED = re.compile(r"^(\d+(?:\.\d+)?): (.*)$")
 
 
 def fixtures_dir() -> Path:
-    """HAUNT_FIXTURES_DIR, else the shared folder beside the project."""
+    """HAUNT_FIXTURES_DIR, else the copy kept in the repository (tests/fixtures/feeds)."""
     override = os.environ.get("HAUNT_FIXTURES_DIR")
-    return Path(override) if override else Path(settings.BASE_DIR).parent / "shared/fixtures/feeds"
+    return Path(override) if override else Path(settings.BASE_DIR) / "tests/fixtures/feeds"
 
 
 def received_frames(name: str) -> Iterator[tuple[int, str | bytes]]:

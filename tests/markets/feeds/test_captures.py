@@ -1,4 +1,4 @@
-"""Every recorded frame of every exchange goes through its adapter (shared/fixtures/feeds)."""
+"""Every recorded frame of every exchange goes through its adapter (tests/fixtures/feeds)."""
 
 from __future__ import annotations
 

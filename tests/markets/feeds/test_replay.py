@@ -16,21 +16,18 @@ from apps.markets.feeds.replay import (
     CapturedFrame,
     FrameRecorder,
     ReplaySupervisor,
-    captures_dir,
     read_capture,
 )
 from apps.markets.feeds.supervisor import Backoff, FeedSupervisor, OnTicks, now_ms
 from apps.markets.feeds.types import FeedAdapter, ParseResult, Tick
+from tests.markets.feeds.captures import fixtures_dir
 from tests.markets.feeds.fake_exchange import FakeExchange, ToyAdapter, eventually, trade_frame
 
 STALE_MS = 30_000  # aggregation drops ticks whose exchange_ts is older than this
 
 
 def capture(name: str) -> Path:
-    path = captures_dir() / name
-    if not path.exists():
-        pytest.skip(f"capture {path} is missing")
-    return path
+    return fixtures_dir() / name
 
 
 class MiniCoinbase(FeedAdapter):

@@ -18,11 +18,14 @@ class PriceConsumer(HauntConsumer):
     requires_auth = False  # prices are public; a token still identifies the user if given
 
     async def connect(self) -> None:
-        self.mailbox = Mailbox(self.send_json)
+        self.mailbox = Mailbox(self._send_text)
         self.subscriber = Subscriber(self.mailbox)
         await super().connect()
         self.mailbox.start()
-        await hub.ensure_started(self.channel_layer)
+        await hub.ensure_started(self.channel_layer, settings.REDIS_URL)
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
         hub.remove(self.subscriber)

@@ -10,7 +10,8 @@ from rest_framework import serializers
 from apps.markets.services.aggregation import AggregatedPrice
 from apps.markets.services.store import Candle
 
-# One member per server process (its PriceHub), not one per client.
+# One member per server process (its PriceHub), not one per client. With Redis, batches go over
+# pub/sub instead (see prices_channel); the group serves the in-memory layer.
 PRICES_GROUP = "markets.prices"
 SYMBOL_PATTERN = r"^[a-z0-9]{1,20}$"
 
@@ -79,6 +80,12 @@ def candle_frame(candle: Candle) -> CandleFrame:
             "volume": float(candle.volume),
         },
     }
+
+
+def prices_channel(client: Any) -> str:
+    """The Redis pub/sub channel for price batches. Pub/sub ignores database numbers, so the
+    number is part of the name: nodes or test runs sharing a server on other databases stay apart."""
+    return f"haunt:prices:{client.connection_pool.connection_kwargs.get('db', 0)}"
 
 
 def prices_batch(prices: Iterable[AggregatedPrice], candles: Iterable[Candle]) -> dict[str, Any]:

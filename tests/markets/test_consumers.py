@@ -20,7 +20,10 @@ SPEC_KEYS = {"id", "symbol", "price", "previousPrice", "tradeDirection", "source
 @pytest.fixture(autouse=True)
 def _seeded_and_fresh_hub(db):
     seed_defaults()
+    hub.stop()
     hub.__init__()  # a new hub per test: each test runs on its own event loop
+    yield
+    hub.stop()
 
 
 def now_ms() -> int:

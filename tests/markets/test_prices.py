@@ -1,13 +1,18 @@
 """Ingesting ticks: quotes stored, prices aggregated, candles formed, one batch published."""
 
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from apps.markets import events
 from apps.markets.services.prices import prices_sweep, ticks_ingest
-from apps.markets.services.store import price_store
+from apps.markets.services.store import price_store, redis_client
 from haunt.seeding import seed_defaults
 from tests.markets.factories import NOW, make_tick
 
@@ -111,23 +116,46 @@ def test_sweep_marks_a_silent_symbol_stale_without_inventing_a_price():
     assert (price.stale, price.price) == (True, Decimal("100.00"))
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_one_batch_is_published_per_ingest():
-    from asgiref.sync import sync_to_async
-
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(events.PRICES_GROUP, channel)
+def test_one_batch_is_published_per_ingest(settings):
     ticks = [make_tick(source=s, price=Decimal("100.00")) for s in ("coinbase", "binance")]
     ticks += [make_tick(base="eth", instrument="ETH-USD", price=Decimal("3000.00"))]
 
-    await sync_to_async(ticks_ingest)(ticks=ticks, now_ms=NOW)
+    with published_batches(settings) as batches:
+        ticks_ingest(ticks=ticks, now_ms=NOW)
 
-    message = await layer.receive(channel)
-    batch = message["event"]
+    assert len(batches) == 1
+    batch = batches[0]
     assert batch["type"] == "prices.batch"
     assert sorted(f["data"]["symbol"] for f in batch["prices"]) == ["btc", "eth"]
     assert {f["type"] for f in batch["candles"]} == {"candle_update"}
+
+
+@contextmanager
+def published_batches(settings) -> Iterator[list[dict]]:
+    """Batches published during the block, over Redis pub/sub or the in-memory layer."""
+    batches: list[dict] = []
+    if settings.REDIS_URL:
+        client = redis_client(settings.REDIS_URL)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(events.prices_channel(client))
+        pubsub.get_message(timeout=1)
+        yield batches
+        while (message := pubsub.get_message(timeout=0.5)) is not None:
+            batches.append(json.loads(message["data"]))
+        pubsub.close()
+        return
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.PRICES_GROUP, channel)
+    yield batches
+
+    async def drain() -> None:
+        with suppress(TimeoutError):
+            while True:
+                message = await asyncio.wait_for(layer.receive(channel), 0.2)
+                batches.append(message["event"])
+
+    async_to_sync(drain)()
 
 
 def test_sweep_forgets_symbols_whose_quotes_are_gone():

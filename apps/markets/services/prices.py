@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
 
 from apps.markets import events
 from apps.markets.feeds.types import Tick
 from apps.markets.selectors import source_weights, usd_quotes
 from apps.markets.services.aggregation import AggregatedPrice, Quote, price_aggregate
-from apps.markets.services.store import Candle, PriceStore, price_store
+from apps.markets.services.store import Candle, PriceStore, price_store, redis_client
 from haunt.realtime import publish
 
 MINUTE_MS = 60_000
@@ -145,6 +149,16 @@ def prices_sweep(*, now_ms: int | None = None, store: PriceStore | None = None) 
 
 
 def price_batch_publish(result: IngestResult) -> None:
-    """One channel-layer message per batch: each server process fans it out to its clients."""
+    """One message per batch (Redis pub/sub, else the channel layer); each server process fans
+    it out to its own clients."""
     if result.prices or result.candles:
-        publish(events.PRICES_GROUP, events.prices_batch(result.prices, result.candles))
+        prices_batch_send(events.prices_batch(result.prices, result.candles))
+
+
+def prices_batch_send(batch: dict[str, Any]) -> None:
+    """Deliver a batch to every server process: Redis pub/sub, else the in-memory layer."""
+    if settings.REDIS_URL:
+        client = redis_client(settings.REDIS_URL)
+        client.publish(events.prices_channel(client), json.dumps(batch))
+    else:
+        publish(events.PRICES_GROUP, batch)

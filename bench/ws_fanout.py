@@ -399,13 +399,24 @@ class Phase:
         self.stop_publisher = Path(self.prefix + ".stop-publisher")
 
     def start_server(self, app: str) -> subprocess.Popen[bytes]:
+        return self.start_servers(app, 1)[0]
+
+    def server_port(self, index: int) -> int:
+        return self.port + 10 * index  # leaves room for the other phases' ports (+1, +2)
+
+    def start_servers(self, app: str, count: int) -> list[subprocess.Popen[bytes]]:
+        """`count` daphne processes, as a node would run behind its reverse proxy."""
         for path in DATA_DIR.glob(f"{self.name}.*"):
             path.unlink()
         redis_client().flushdb()
-        argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(self.port), app]
-        server = self.procs.start(argv, Path(self.prefix + ".daphne.log"), high_nofile=True)
-        wait_port(self.port, server)
-        return server
+        servers = []
+        for index in range(count):
+            port = self.server_port(index)
+            argv = [sys.executable, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(port), app]
+            server = self.procs.start(argv, Path(f"{self.prefix}.daphne{index}.log"), high_nofile=True)
+            wait_port(port, server)
+            servers.append(server)
+        return servers
 
     def start_publisher(self, mode: str, rate: float, budget: float) -> subprocess.Popen[bytes]:
         spec = {
@@ -421,13 +432,13 @@ class Phase:
         return self.procs.start(argv, Path(self.prefix + ".publisher.log"))
 
     def start_clients(
-        self, assignments: list[list[str]], processes: int, budget: float
+        self, assignments: list[list[str]], processes: int, budget: float, servers: int = 1
     ) -> list[subprocess.Popen[bytes]]:
         clients = []
         per_proc_gate = max(4, self.args.connect_concurrency // processes)
         for n, (first, part) in enumerate(chunks(assignments, processes)):
             spec = {
-                "port": self.port,
+                "port": self.server_port(n % servers),
                 "first_id": first,
                 "assignments": part,
                 "open_timeout": 60,
@@ -484,7 +495,7 @@ def symbols(universe: int) -> list[str]:
 def load_phase(args: argparse.Namespace, procs: Processes, name: str, app: str, port: int) -> dict[str, Any]:
     phase = Phase(args, procs, name, port)
     log(f"[{name}] starting daphne {app} on :{port}")
-    server = phase.start_server(app)
+    servers = phase.start_servers(app, args.servers)
     universe = symbols(args.universe)
     assignments = [
         random.Random(args.seed * 1_000_003 + i).sample(universe, args.symbols_per_client)
@@ -492,19 +503,23 @@ def load_phase(args: argparse.Namespace, procs: Processes, name: str, app: str, 
     ]
     budget = args.connect_timeout + args.warmup + args.seconds + args.drain + 60
     publisher = phase.start_publisher("naive" if name == "naive" else "design", args.rate, budget)
-    clients = phase.start_clients(assignments, args.client_procs, budget)
+    clients = phase.start_clients(assignments, args.client_procs, budget, args.servers)
     ready = [Path(f"{phase.prefix}.c{n}.ready") for n in range(len(clients))]
-    if not wait_files(ready, args.connect_timeout, [server, publisher, *clients]):
+    if not wait_files(ready, args.connect_timeout, [*servers, publisher, *clients]):
         log(f"[{name}] not every client process reported ready in {args.connect_timeout} s")
     log(f"[{name}] clients connected; warm-up {args.warmup} s, then measuring {args.seconds} s")
     time.sleep(args.warmup)
     rds = redis_client()
-    watched = {"daphne": [server.pid], "publisher": [publisher.pid], "clients": [c.pid for c in clients]}
+    watched = {
+        "daphne": [server.pid for server in servers],
+        "publisher": [publisher.pid],
+        "clients": [c.pid for c in clients],
+    }
     redis_pid = int(rds.info("server").get("process_id", 0))
     if redis_pid and Path(f"/proc/{redis_pid}").exists():
         watched["redis"] = [redis_pid]
     cpu_before = {k: sum(cpu_seconds(p) for p in pids) for k, pids in watched.items()}
-    rss_start = rss_mb(server.pid)
+    rss_start = sum(rss_mb(server.pid) for server in servers)
     window_start = time.time() * 1000
     backlog: list[int] = []
     while time.time() * 1000 < window_start + args.seconds * 1000:
@@ -514,10 +529,11 @@ def load_phase(args: argparse.Namespace, procs: Processes, name: str, app: str, 
     window_end = time.time() * 1000
     elapsed = (window_end - window_start) / 1000
     cpu = {k: (sum(cpu_seconds(p) for p in pids) - cpu_before[k]) / elapsed for k, pids in watched.items()}
-    rss_end = rss_mb(server.pid)
-    server_alive = server.poll() is None
+    rss_end = sum(rss_mb(server.pid) for server in servers)
+    server_alive = all(server.poll() is None for server in servers)
     phase.finish(publisher, clients)
-    procs.stop(server)
+    for server in servers:
+        procs.stop(server)
     log(f"[{name}] done; analysing")
 
     pub_symbol = read_array(phase.prefix + ".pub.symbol", "i")
@@ -691,7 +707,7 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], idle: dict[str,
         lines += [
             f"{args.clients:,} clients, each subscribed to {args.symbols_per_client} random symbols of "
             f"{args.universe}; {args.rate:g} price updates/s in total (round-robin, {per_client:g}/s per "
-            f"client), flushed every {args.flush_ms} ms; one daphne process; {args.client_procs} load-client "
+            f"client), flushed every {args.flush_ms} ms; {args.servers} daphne process(es), clients split evenly; {args.client_procs} load-client "
             f"processes; {args.warmup} s warm-up, then {args.seconds} s measured. Latency is publish → "
             f'client receive (`sentAt`); "tick p99" also counts the wait for the flush. Starved: a client '
             f"that received < {STARVED_BELOW:.0%} of the updates sent for its symbols. Only updates sent "
@@ -765,6 +781,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--drain", type=float, default=3, help="seconds to let in-flight frames arrive")
     parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument(
+        "--servers", type=int, default=1, help="daphne processes per phase (clients split evenly)"
+    )
     parser.add_argument("--connect-concurrency", type=int, default=64, help="handshakes in flight, total")
     parser.add_argument("--connect-timeout", type=float, default=90)
     parser.add_argument("--idle", type=int, default=10000)

@@ -4,8 +4,9 @@ Usage (PostgreSQL on 127.0.0.1:5432; needs `wrk`, e.g. `apt-get install wrk`):
 
     .venv/bin/python bench/rest_throughput.py [--seconds 10] [--connections 32]
 
-Each server gets the same authenticated GET /api/auth/me (token lookup + profile read), with
-wrk on the same machine. Prints a Markdown table for docs/benchmarks.md.
+Each server gets the same two GETs, one after the other, with wrk on the same machine:
+/api/market/prices (public, no database: framework overhead) and /api/auth/me (token lookup and
+profile read in a transaction: three queries). Prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ def wait_up(port: int) -> None:
     raise RuntimeError(f"server on {port} did not start")
 
 
-def run_wrk(port: int, token: str, seconds: int, connections: int) -> tuple[float, str]:
+PATHS = ("/api/market/prices", "/api/auth/me")
+
+
+def run_wrk(port: int, token: str, seconds: int, connections: int, path: str) -> tuple[float, str]:
     out = subprocess.run(
         [
             "wrk",
@@ -76,7 +80,7 @@ def run_wrk(port: int, token: str, seconds: int, connections: int) -> tuple[floa
             "--latency",
             "-H",
             f"Authorization: Token {token}",
-            f"http://127.0.0.1:{port}/api/auth/me",
+            f"http://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -123,9 +127,9 @@ def main() -> None:
         )
         try:
             wait_up(port)
-            run_wrk(port, token, 2, args.connections)  # warm-up
-            rps, p99 = run_wrk(port, token, args.seconds, args.connections)
-            rows.append((name, rps, p99))
+            for path in PATHS:
+                run_wrk(port, token, 2, args.connections, path)  # warm-up
+                rows.append((name, path, *run_wrk(port, token, args.seconds, args.connections, path)))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             try:
@@ -133,11 +137,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
-    base = rows[0][1]
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s GET /api/auth/me (token auth), PostgreSQL 15\n")
-    print("| server | requests/s | p99 latency | vs daphne |\n|---|---|---|---|")
-    for name, rps, p99 in rows:
-        print(f"| {name} | {rps:,.0f} | {p99} | {rps / base:.1f}x |")
+    base = {path: rps for name, path, rps, _ in rows if name == cases[0][0]}
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s per row, PostgreSQL 15\n")
+    print("| server | GET | requests/s | p99 latency | vs daphne |\n|---|---|---|---|---|")
+    for name, path, rps, p99 in rows:
+        print(f"| {name} | {path} | {rps:,.0f} | {p99} | {rps / base[path]:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def redis_db(url: str, db: int) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{db}"))
 
 
-def test_database_url() -> str:
+def child_database_url() -> str:
     """A DATABASE_URL for the database pytest-django created, for child processes."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -45,7 +45,7 @@ def child_env(*, redis_url: str, data_dir: Path) -> dict[str, str]:
         HAUNT_SECRET_KEY="integration-test-secret-key-0123456789-abcdefghijklmnop",
         HAUNT_DATA_DIR=str(data_dir),
         HAUNT_NODE_ID="itest",
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=child_database_url(),
         REDIS_URL=redis_url,
         PYTHONUNBUFFERED="1",
     )

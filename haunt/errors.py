@@ -24,6 +24,11 @@ class HauntError(Exception):
         self.message = message
         self.detail = detail
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries (e.g. Retry-After)."""
+        return {}
+
 
 class DomainError(HauntError):
     """Refused by a business rule. Retrying won't help."""
@@ -43,7 +48,9 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every known error becomes the envelope with its status."""
     if isinstance(exc, HauntError):
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.http_status)
+        return Response(
+            error_body(exc.code, exc.message, exc.detail), status=exc.http_status, headers=exc.headers
+        )
     if isinstance(exc, DjangoValidationError):  # from model.full_clean() in services
         exc = exceptions.ValidationError(as_serializer_error(exc))
     response = exception_handler(exc, context)

@@ -63,6 +63,6 @@ def seed_file_load(*, path: Path) -> SeedResult:
 
 def seed_defaults() -> list[SeedResult]:
     """Load every seed file, in dependency order (markets before trading)."""
-    order = {"markets": 0, "storage": 1, "trading": 2}
+    order = {"markets": 0, "storage": 1, "trading": 2, "moderation": 3}
     files = sorted(seed_files(), key=lambda p: (order.get(p.parent.parent.name, 9), p.name))
     return [seed_file_load(path=path) for path in files]

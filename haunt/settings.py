@@ -54,6 +54,11 @@ HAUNT_VERSION = env_str("HAUNT_RELEASE", "0.1.0")
 
 STORAGE_LIMIT_MB = env_int("STORAGE_LIMIT_MB", 30720, minimum=1)
 
+# --- Moderation ------------------------------------------------------------------------------
+HAUNT_USERNAME_MIN_LENGTH = env_int("HAUNT_USERNAME_MIN_LENGTH", 3, minimum=1, maximum=64)
+HAUNT_USERNAME_MAX_LENGTH = env_int("HAUNT_USERNAME_MAX_LENGTH", 24, minimum=HAUNT_USERNAME_MIN_LENGTH, maximum=64)
+HAUNT_BLOCKLIST_PATH = env_optional_str("HAUNT_BLOCKLIST_PATH")
+
 # --- Markets ---------------------------------------------------------------------------------
 HAUNT_USD_QUOTES = env_list("HAUNT_USD_QUOTES", ["usd", "usdt", "usdc"])
 HAUNT_WS_MAX_SUBSCRIPTIONS = env_int("HAUNT_WS_MAX_SUBSCRIPTIONS", 100, minimum=1)
@@ -233,6 +238,11 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
+    "usernames-recheck": {
+        "task": "apps.moderation.tasks.usernames_recheck_task",
+        "schedule": 24 * 60 * 60,
+        "options": {"expires": 6 * 60 * 60},
+    },
     "rest-sources-poll": {
         "task": "apps.markets.tasks.rest_sources_poll_task",
         "schedule": 30.0,
@@ -282,6 +292,8 @@ REST_FRAMEWORK = {
         "anon": env_str("HAUNT_THROTTLE_ANON", "120/min"),
         "user": env_str("HAUNT_THROTTLE_USER", "1200/min"),
         "auth": env_str("HAUNT_THROTTLE_AUTH", "10/min"),
+        # Low on purpose: a fast check endpoint would let the private blocklist be probed out.
+        "username_check": env_str("HAUNT_THROTTLE_USERNAME_CHECK", "30/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "haunt.schema.HauntAutoSchema",
     "EXCEPTION_HANDLER": "haunt.errors.api_exception_handler",

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/notifications", api.NotificationListApi.as_view(), name="notifications"),
     path("api/notifications/read", api.NotificationReadApi.as_view(), name="notifications-read"),
     path("api/market/", include("apps.markets.urls")),
+    path("api/user/", include("apps.moderation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

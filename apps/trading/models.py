@@ -24,9 +24,21 @@ class Profile(ReplicatedModel):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     username = models.CharField(max_length=64, blank=True)
+    # The name's matching form (confusables folded), so look-alikes of a taken name are refused.
+    username_skeleton = models.CharField(max_length=128, blank=True, db_index=True)
+    username_changed_at = models.DateTimeField(null=True, blank=True)
     theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
     default_timeframe = models.CharField(max_length=4, choices=Timeframe.choices, default=Timeframe.ONE_DAY)
     indicators = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username_skeleton"],
+                condition=~Q(username_skeleton=""),
+                name="profile_username_skeleton_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.username or f"profile {self.pk}"

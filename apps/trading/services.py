@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.trading.models import Profile
 
@@ -40,4 +41,37 @@ def profile_preferences_update(
     if changes:
         profile.full_clean()
         profile.save(update_fields=list(changes))
+    return profile
+
+
+class UsernameSkeletonTaken(Exception):
+    """Another profile holds a name with the same matching form."""
+
+
+@transaction.atomic
+def profile_username_set(*, user: User, display_name: str, skeleton: str) -> Profile:
+    """Set the public name (already validated by apps.moderation) and stamp the change time.
+
+    The unique constraint on the skeleton is the final word when two users race for look-alike
+    names: the loser gets UsernameSkeletonTaken and nothing is written.
+    """
+    profile = profile_ensure(user=user)
+    profile = Profile.objects.select_for_update().get(pk=profile.pk)
+    profile.username, profile.username_skeleton = display_name, skeleton
+    profile.username_changed_at = timezone.now()
+    try:
+        with transaction.atomic():
+            profile.save(update_fields=["username", "username_skeleton", "username_changed_at"])
+    except IntegrityError:
+        raise UsernameSkeletonTaken(skeleton) from None
+    return profile
+
+
+@transaction.atomic
+def profile_username_reset(*, user: User) -> Profile:
+    """Replace a name moderators refused with a neutral one; the user may pick a new one at once."""
+    profile = Profile.objects.select_for_update().get(user=user)
+    profile.username, profile.username_skeleton = f"trader-{profile.pk.hex[:8]}", ""
+    profile.username_changed_at = None
+    profile.save(update_fields=["username", "username_skeleton", "username_changed_at"])
     return profile

@@ -137,17 +137,18 @@ def test_names_in_other_scripts_are_accepted(raw: str) -> None:
     assert decision.severity is None
 
 
-# The Scunthorpe problem needs the real embedded words to mean anything. These are mild
-# profanity and anatomy words (no slurs), with allowed words the way obscenity and Discord
-# AutoMod ship them; they appear nowhere else.
+# The Scunthorpe problem with the fake list: invented terms hidden inside real benign names, as
+# real blocklist words hide in them. Short terms (< 4 letters) only ever match whole tokens; longer
+# ones are excused by the allowed words that contain them.
 SCUNTHORPE_TERMS = [
-    make_term(id=1, term="ass", match_mode=MatchMode.SUBSTRING),  # under 4 letters: tokens only
-    make_term(id=2, term="sex", match_mode=MatchMode.SUBSTRING),
-    make_term(id=3, term="cunt", allowed=("scunthorpe",)),
-    make_term(id=4, term="penis", allowed=("penistone",)),
-    make_term(id=5, term="dick", allowed=("dickens", "dickinson")),
-    make_term(id=6, term="cock", allowed=("cockburn", "hancock", "peacock")),
-    make_term(id=7, term="rapist", allowed=("therapist",)),
+    make_term(id=1, term="ssi", match_mode=MatchMode.SUBSTRING),  # classic, assistant
+    make_term(id=2, term="dle", match_mode=MatchMode.SUBSTRING),  # Middlesex
+    make_term(id=3, term="unth", allowed=("scunthorpe",)),
+    make_term(id=4, term="nisto", allowed=("penistone",)),
+    make_term(id=5, term="ick", match_mode=MatchMode.SUBSTRING),  # Dickens, Dickinson
+    make_term(id=6, term="ckbu", allowed=("cockburn",)),
+    make_term(id=9, term="ncoc", allowed=("hancock",)),
+    make_term(id=7, term="rapis", allowed=("therapist",)),
 ]
 BENIGN = [
     "Scunthorpe",
@@ -186,8 +187,8 @@ def test_benign_names_a_naive_filter_rejects_are_accepted(raw: str) -> None:
 def test_the_same_terms_still_catch_the_words_themselves() -> None:
     matcher = matcher_build(SCUNTHORPE_TERMS, [])
 
-    decision = username_evaluate("xxpenisxx", matcher=matcher)
+    decision = username_evaluate("xxnistoxx", matcher=matcher)
 
     assert decision.code == "blocked"
     assert_reason_hides_terms(decision)
-    assert "penis" not in decision.reason
+    assert "nisto" not in decision.reason

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
+from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -85,15 +86,11 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
     if not _is_api(request):
-        from django.views.defaults import page_not_found
-
         return page_not_found(request, exception or Exception())
     return json_error(404, "not_found", f"No route for {request.path}.")
 
 
 def handler500(request: HttpRequest) -> Any:
     if not _is_api(request):
-        from django.views.defaults import server_error
-
         return server_error(request)
     return json_error(500, "server_error", "Internal error; it has been logged.")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -37,8 +38,6 @@ def usd_quotes() -> frozenset[str]:
 
 def _with_staleness(price: AggregatedPrice, now_ms: int) -> AggregatedPrice:
     if not price.stale and now_ms - price.timestamp > MAX_AGE_MS:
-        from dataclasses import replace
-
         return replace(price, stale=True)
     return price
 

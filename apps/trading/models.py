@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -84,8 +85,6 @@ class LeverageBracket(models.Model):
     def clean(self) -> None:
         """The table must be continuous: this bracket starts where the one below ends, and its
         maintenance amount is cum_prev + floor * (mmr - mmr_prev), so MM has no jump."""
-        from django.core.exceptions import ValidationError
-
         if self.bracket <= 1:
             if self.cum != 0 or self.notional_floor != 0:
                 raise ValidationError("The first bracket starts at notional 0 with cum 0.")

@@ -13,8 +13,7 @@ from apps.moderation.selectors import username_appeals_of
 from apps.moderation.services import (
     username_appeal_submit,
     username_change,
-    username_taken,
-    username_validate,
+    username_check,
 )
 from haunt.authentication import request_user
 from haunt.pagination import StandardPagination
@@ -70,16 +69,14 @@ class UsernameCheckApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = request_user(request)
-        decision = username_validate(user=user, raw=serializer.validated_data["username"])
-        available = decision.ok and not username_taken(user=user, skeleton=decision.skeleton)
+        check = username_check(user=request_user(request), raw=serializer.validated_data["username"])
         body = {
-            "ok": decision.ok and available,
-            "code": decision.code if not decision.ok or available else "username_taken",
-            "reason": decision.reason if not decision.ok or available else "That name is taken.",
-            "severity": decision.severity,
-            "category": decision.category,
-            "available": available,
+            "ok": check.ok,
+            "code": check.code,
+            "reason": check.reason,
+            "severity": check.decision.severity,
+            "category": check.decision.category,
+            "available": check.available,
         }
         return Response(self.OutputSerializer(body).data)
 

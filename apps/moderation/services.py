@@ -137,6 +137,30 @@ def username_taken(*, user: User | None, skeleton: str | None) -> bool:
     return others.exclude(user=user).exists() if user is not None else others.exists()
 
 
+@dataclass(frozen=True)
+class UsernameCheck:
+    decision: Decision
+    available: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.decision.ok and self.available
+
+    @property
+    def code(self) -> str:
+        return self.decision.code if not self.decision.ok or self.available else "username_taken"
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason if not self.decision.ok or self.available else "That name is taken."
+
+
+def username_check(*, user: User, raw: str) -> UsernameCheck:
+    """Would this name be accepted for this user right now? Changes nothing but the log."""
+    decision = username_validate(user=user, raw=raw)
+    return UsernameCheck(decision, decision.ok and not username_taken(user=user, skeleton=decision.skeleton))
+
+
 def _retry_after(profile: Profile) -> int:
     if profile.username_changed_at is None:
         return 0

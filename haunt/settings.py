@@ -56,7 +56,9 @@ STORAGE_LIMIT_MB = env_int("STORAGE_LIMIT_MB", 30720, minimum=1)
 
 # --- Moderation ------------------------------------------------------------------------------
 HAUNT_USERNAME_MIN_LENGTH = env_int("HAUNT_USERNAME_MIN_LENGTH", 3, minimum=1, maximum=64)
-HAUNT_USERNAME_MAX_LENGTH = env_int("HAUNT_USERNAME_MAX_LENGTH", 24, minimum=HAUNT_USERNAME_MIN_LENGTH, maximum=64)
+HAUNT_USERNAME_MAX_LENGTH = env_int(
+    "HAUNT_USERNAME_MAX_LENGTH", 24, minimum=HAUNT_USERNAME_MIN_LENGTH, maximum=64
+)
 HAUNT_BLOCKLIST_PATH = env_optional_str("HAUNT_BLOCKLIST_PATH")
 
 # --- Markets ---------------------------------------------------------------------------------

@@ -41,3 +41,82 @@ class Exchange(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Prices up to 10^16 with 12 decimals (Binance quotes 8); volumes up to 10^20 (meme-coin quantities).
+PRICE_DIGITS, VOLUME_DIGITS, DECIMALS = 28, 32, 12
+AGGREGATE_SOURCE = "haunt"
+
+
+class Trade(models.Model):
+    """An exchange's aggregated trade (Binance aggTrades), the raw material of the candles.
+
+    Unique per (exchange, symbol, agg_trade_id), which makes importing a dump twice a no-op.
+    """
+
+    exchange = models.SlugField(max_length=32, db_index=False)
+    symbol = models.CharField(max_length=32)
+    agg_trade_id = models.BigIntegerField()
+    price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=DECIMALS)
+    quantity = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=DECIMALS)
+    time_ms = models.BigIntegerField(help_text="Trade time, ms since the epoch (UTC).")
+    is_buyer_maker = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange", "symbol", "agg_trade_id"], name="trade_unique_exchange_symbol_id"
+            ),
+            models.CheckConstraint(condition=models.Q(price__gt=0), name="trade_price_positive"),
+            models.CheckConstraint(condition=models.Q(quantity__gte=0), name="trade_quantity_not_negative"),
+        ]
+        indexes = [models.Index(fields=["exchange", "symbol", "time_ms"], name="trade_exchange_symbol_time")]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} #{self.agg_trade_id}"
+
+
+class Candle(models.Model):
+    """A closed OHLC candle of one source (an exchange slug, or "haunt" for the aggregate).
+
+    Buckets are [open_time, open_time + interval) by Binance's conventions (apps.markets.candles):
+    a filled candle had no trade and repeats the previous close with zero volume.
+    """
+
+    class Interval(models.TextChoices):
+        M1 = "1m", "1 minute"
+        M5 = "5m", "5 minutes"
+        M15 = "15m", "15 minutes"
+        H1 = "1h", "1 hour"
+        H4 = "4h", "4 hours"
+        D1 = "1d", "1 day"
+
+    source = models.SlugField(max_length=32, db_index=False)
+    symbol = models.CharField(max_length=32)
+    interval = models.CharField(max_length=4, choices=Interval.choices)
+    open_time = models.BigIntegerField(help_text="Bucket start, ms since the epoch (UTC).")
+    open = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=DECIMALS)
+    high = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=DECIMALS)
+    low = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=DECIMALS)
+    close = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=DECIMALS)
+    volume = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=DECIMALS)
+    trade_count = models.PositiveIntegerField(default=0)
+    is_filled = models.BooleanField(
+        default=False, help_text="No trade in the bucket: previous close, no volume."
+    )
+    # Times of the bucket's first and last trade, so a late trade can be merged without the trades.
+    first_trade_ms = models.BigIntegerField(null=True, blank=True)
+    last_trade_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Its index also serves the range reads (source, symbol, interval, open_time between).
+            models.UniqueConstraint(
+                fields=["source", "symbol", "interval", "open_time"], name="candle_unique_bucket"
+            ),
+            models.CheckConstraint(condition=models.Q(low__lte=models.F("high")), name="candle_low_le_high"),
+            models.CheckConstraint(condition=models.Q(volume__gte=0), name="candle_volume_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.symbol} {self.interval} @{self.open_time}"

@@ -18,6 +18,13 @@ urlpatterns = [
     path("api/notifications/read", api.NotificationReadApi.as_view(), name="notifications-read"),
     path("api/market/", include("apps.markets.urls")),
     path("api/user/", include("apps.moderation.urls")),
+    # Chart, seeding, overview, latency/dominance APIs and the Binance-compatible facade carry
+    # their full paths (/api/crypto/..., /api/udf/..., /api/v3/...).
+    path("", include("apps.markets.urls_charts")),
+    path("", include("apps.markets.urls_seeding")),
+    path("", include("apps.markets.urls_overview")),
+    path("", include("apps.markets.urls_latency")),
+    path("", include("apps.markets.urls_binance")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

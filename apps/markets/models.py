@@ -120,3 +120,82 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.symbol} {self.interval} @{self.open_time}"
+
+
+class SeedingJob(models.Model):
+    """One history backfill of a symbol's chart data; at most one runs per symbol at a time."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    symbol = models.CharField(max_length=32)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=255, blank=True)
+    failed_sources = models.JSONField(default=list, blank=True)
+    candles_written = models.PositiveIntegerField(default=0)
+    requested_by = models.CharField(max_length=32, blank=True, help_text="api, chart, batch")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol"],
+                condition=models.Q(status__in=["pending", "in_progress"]),
+                name="one_active_seeding_job_per_symbol",
+            ),
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="seeding_progress_max_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.status} {self.progress}%"
+
+
+class LatencySample(models.Model):
+    """One probe of an exchange from one node (WebSocket ping/pong or REST time endpoint)."""
+
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="latency_samples")
+    node = models.CharField(max_length=32)
+    method = models.CharField(max_length=8, help_text="ws or rest")
+    latency_ms = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    ok = models.BooleanField(default=True)
+    error = models.CharField(max_length=255, blank=True)
+    measured_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-measured_at"]
+        indexes = [models.Index(fields=["exchange", "node", "-measured_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.exchange_id}@{self.node}: {self.latency_ms} ms"
+
+
+class DominanceSnapshot(models.Model):
+    """24 h volume share of one exchange, globally (symbol "") or for one symbol, at a moment."""
+
+    taken_at = models.DateTimeField(db_index=True)
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="dominance_snapshots")
+    symbol = models.CharField(max_length=32, blank=True)
+    volume_24h_usd = models.DecimalField(max_digits=32, decimal_places=2)
+    share_percent = models.DecimalField(max_digits=7, decimal_places=4)
+
+    class Meta:
+        ordering = ["-taken_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["taken_at", "exchange", "symbol"], name="dominance_unique_snapshot"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(share_percent__gte=0) & models.Q(share_percent__lte=100),
+                name="dominance_share_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange_id} {self.symbol or 'all'} {self.share_percent}%"

@@ -171,3 +171,24 @@ def test_sweep_forgets_symbols_whose_quotes_are_gone():
     prices_sweep(now_ms=NOW + 31_000)
 
     assert "btc" not in store.symbols()
+
+
+def test_closed_live_minutes_are_stored_and_rolled_up():
+    from apps.markets.models import Candle
+
+    ticks_ingest(ticks=[make_tick(price=Decimal("100.00"))], now_ms=NOW)
+    ticks_ingest(ticks=[make_tick(price=Decimal("103.00"), exchange_ts=NOW + 30_000)], now_ms=NOW + 30_000)
+    ticks_ingest(ticks=[make_tick(price=Decimal("99.00"), exchange_ts=NOW + 61_000)], now_ms=NOW + 61_000)
+    ticks_ingest(ticks=[make_tick(price=Decimal("101.00"), exchange_ts=NOW + 121_000)], now_ms=NOW + 121_000)
+
+    stored = {(c.interval, c.open_time): c for c in Candle.objects.filter(source="haunt", symbol="btc")}
+    five = stored[("5m", NOW)]
+    assert stored[("1m", NOW)].close == Decimal("103.00")
+    assert stored[("1m", NOW + 60_000)].open == Decimal("99.00")
+    assert (five.open, five.high, five.low, five.close) == (
+        Decimal("100.00"),
+        Decimal("103.00"),
+        Decimal("99.00"),
+        Decimal("99.00"),
+    )
+    assert {interval for interval, _ in stored} == {"1m", "5m", "15m", "1h", "4h", "1d"}

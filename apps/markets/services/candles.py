@@ -349,3 +349,80 @@ def _candles_upsert(rows: list[Candle], *, batch_size: int) -> None:
             unique_fields=CANDLE_UNIQUE,
             update_fields=CANDLE_UPDATE,
         )
+
+
+# --- Live candles -----------------------------------------------------------------------------
+
+LARGER_INTERVALS = [i for i in ohlc.INTERVALS if i != "1m"]
+
+
+def live_candles_store(*, closed: list[StoredCandle]) -> int:
+    """Persist closed 1-minute candles of Haunt's aggregate and re-roll the larger buckets they
+    fall in (5m ... 1d) from the stored minutes; returns how many rows were written.
+
+    A live minute always had at least one price, so it is never a filled bucket; minutes the
+    feed missed stay absent and the chart API reports them as gaps.
+    """
+    rows, written = [], 0
+    for candle in closed:
+        bar = ohlc.Bar(
+            open_time=candle.open_time,
+            open=candle.open,
+            high=candle.high,
+            low=candle.low,
+            close=candle.close,
+            volume=candle.volume,
+            trade_count=1,
+            first_ms=candle.open_time,
+            last_ms=candle.open_time + ohlc.interval_ms("1m") - 1,
+        )
+        rows.append(_candle_row(bar, source=AGGREGATE_SOURCE, symbol=candle.symbol, interval="1m"))
+    with transaction.atomic():
+        _candles_upsert(rows, batch_size=500)
+        written += len(rows)
+        for symbol, minutes in _by_symbol(closed).items():
+            for interval in LARGER_INTERVALS:
+                written += _reroll(symbol=symbol, interval=interval, minutes=minutes)
+    return written
+
+
+def _by_symbol(closed: list[StoredCandle]) -> dict[str, list[int]]:
+    minutes: dict[str, list[int]] = {}
+    for candle in closed:
+        minutes.setdefault(candle.symbol, []).append(candle.open_time)
+    return minutes
+
+
+def _reroll(*, symbol: str, interval: str, minutes: list[int]) -> int:
+    buckets = sorted({ohlc.bucket_start(minute, interval) for minute in minutes})
+    rows = []
+    for start in buckets:
+        children = Candle.objects.filter(
+            source=AGGREGATE_SOURCE,
+            symbol=symbol,
+            interval="1m",
+            open_time__gte=start,
+            open_time__lt=start + ohlc.interval_ms(interval),
+        ).order_by("open_time")
+        bars = [_bar(candle) for candle in children]
+        rows += [
+            _candle_row(bar, source=AGGREGATE_SOURCE, symbol=symbol, interval=interval)
+            for bar in ohlc.rollup(bars, interval)
+            if bar.open_time == start
+        ]
+    _candles_upsert(rows, batch_size=500)
+    return len(rows)
+
+
+def _bar(candle: Candle) -> ohlc.Bar:
+    return ohlc.Bar(
+        open_time=candle.open_time,
+        open=candle.open,
+        high=candle.high,
+        low=candle.low,
+        close=candle.close,
+        volume=candle.volume,
+        trade_count=candle.trade_count,
+        first_ms=candle.first_trade_ms,
+        last_ms=candle.last_trade_ms,
+    )

@@ -15,6 +15,7 @@ from apps.markets import events
 from apps.markets.feeds.types import Tick
 from apps.markets.selectors import source_weights, usd_quotes
 from apps.markets.services.aggregation import AggregatedPrice, Quote, price_aggregate
+from apps.markets.services.candles import live_candles_store
 from apps.markets.services.store import Candle, PriceStore, price_store, redis_client
 from haunt.realtime import publish
 
@@ -131,6 +132,8 @@ def prices_aggregate(
             result.candles.append(just_closed)
     store.prices_put([*result.prices, *stale])
     store.candles_put(forming, closed)
+    if closed:
+        live_candles_store(closed=closed)
     return result
 
 

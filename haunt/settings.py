@@ -67,6 +67,7 @@ HAUNT_WS_MAX_SUBSCRIPTIONS = env_int("HAUNT_WS_MAX_SUBSCRIPTIONS", 100, minimum=
 HAUNT_FEED_FLUSH_MS = env_int("HAUNT_FEED_FLUSH_MS", 50, minimum=5, maximum=5000)
 HAUNT_COINMARKETCAP_API_KEY = env_optional_str("HAUNT_COINMARKETCAP_API_KEY")
 HAUNT_CRYPTOCOMPARE_API_KEY = env_optional_str("HAUNT_CRYPTOCOMPARE_API_KEY")
+HAUNT_FEAR_GREED_URL = env_str("HAUNT_FEAR_GREED_URL", "https://api.alternative.me/fng/")
 
 # --- HTTP ------------------------------------------------------------------------------------
 ALLOWED_HOSTS = env_list("HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
@@ -240,6 +241,22 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
+    "seeding-batch": {
+        "task": "apps.markets.tasks.seeding_batch_task",
+        "schedule": 6 * 60 * 60,
+        "kwargs": {"limit": 10},
+        "options": {"expires": 60 * 60},
+    },
+    "exchange-latency-probe": {
+        "task": "apps.markets.tasks.latency_probe_task",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
+    "exchange-dominance-snapshot": {
+        "task": "apps.markets.tasks.dominance_snapshot_take_task",
+        "schedule": 300.0,
+        "options": {"expires": 300},
+    },
     "usernames-recheck": {
         "task": "apps.moderation.tasks.usernames_recheck_task",
         "schedule": 24 * 60 * 60,

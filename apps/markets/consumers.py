@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.markets import events
+from apps.markets.events_seeding import seeding_group
 from apps.markets.fanout import Mailbox, Subscriber, hub
 from apps.markets.services.store import price_store
 from haunt.consumers import HauntConsumer
@@ -20,6 +21,7 @@ class PriceConsumer(HauntConsumer):
     async def connect(self) -> None:
         self.mailbox = Mailbox(self._send_text)
         self.subscriber = Subscriber(self.mailbox)
+        self.seeding_symbols: set[str] = set()  # symbols whose seeding progress groups we joined
         await super().connect()
         self.mailbox.start()
         await hub.ensure_started(self.channel_layer, settings.REDIS_URL)
@@ -29,6 +31,7 @@ class PriceConsumer(HauntConsumer):
 
     async def disconnect(self, code: int) -> None:
         hub.remove(self.subscriber)
+        await self._seeding_unfollow("all")
         await self.mailbox.close()
         await super().disconnect(code)
 
@@ -43,6 +46,7 @@ class PriceConsumer(HauntConsumer):
         symbols, channels = command.validated_data["symbols"], set(command.validated_data["channels"])
         if content["type"] == "unsubscribe":
             hub.unsubscribe(self.subscriber, symbols)
+            await self._seeding_unfollow(symbols)
             await self.send_json({"type": "unsubscribed", "data": self._subscription()})
             return
         limit = settings.HAUNT_WS_MAX_SUBSCRIPTIONS
@@ -55,8 +59,23 @@ class PriceConsumer(HauntConsumer):
             return
         self.subscriber.channels = channels
         hub.subscribe(self.subscriber, symbols)
+        await self._seeding_follow(symbols)
         await self.send_json({"type": "subscribed", "data": self._subscription()})
         await self.send_json(await self._snapshot(symbols))
+
+    async def _seeding_follow(self, symbols: list[str] | str) -> None:
+        """Join the seeding progress groups of the symbols (not for "all": every symbol's backfill)."""
+        if symbols == "all":
+            return
+        for symbol in set(symbols) - self.seeding_symbols:
+            await self.channel_layer.group_add(seeding_group(symbol), self.channel_name)
+            self.seeding_symbols.add(symbol)
+
+    async def _seeding_unfollow(self, symbols: list[str] | str) -> None:
+        followed = self.seeding_symbols if symbols == "all" else self.seeding_symbols & set(symbols)
+        for symbol in sorted(followed):
+            await self.channel_layer.group_discard(seeding_group(symbol), self.channel_name)
+            self.seeding_symbols.discard(symbol)
 
     def _subscription(self) -> dict[str, Any]:
         return {

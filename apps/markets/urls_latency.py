@@ -1,3 +1,16 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.markets import api_latency
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path(
+        "api/market/exchange-latency",
+        api_latency.ExchangeLatencyApi.as_view(),
+        name="market-exchange-latency",
+    ),
+    path(
+        "api/market/exchange-dominance",
+        api_latency.ExchangeDominanceApi.as_view(),
+        name="market-exchange-dominance",
+    ),
+]

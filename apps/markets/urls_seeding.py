@@ -1,3 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.markets import api_seeding
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("api/crypto/<str:id>/seed", api_seeding.SeedingJobCreateApi.as_view(), name="crypto-seed"),
+]

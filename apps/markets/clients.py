@@ -32,18 +32,21 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _get(
+def http_get_text(
     source: str,
     base_url: str,
     path: str,
     *,
-    params: Mapping[str, str],
+    params: Mapping[str, str | int],
     headers: Mapping[str, str] | None = None,
+    timeout: httpx.Timeout | None = None,
 ) -> str:
-    """The body of a successful GET; every failure raises SourceUnavailable."""
+    """The body of a successful GET to a provider; every failure raises SourceUnavailable.
+
+    `path` may be a full URL (with an empty `base_url`)."""
     try:
-        with httpx.Client(base_url=base_url, timeout=TIMEOUT, headers=headers) as client:
-            response = client.get(path, params=params)
+        with httpx.Client(base_url=base_url, timeout=timeout or TIMEOUT, headers=headers) as client:
+            response = client.get(path, params=dict(params))
     except httpx.TimeoutException:
         raise SourceUnavailable(f"{source}: timed out", source=source) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -77,7 +80,7 @@ def coingecko_prices_fetch(*, base_url: str, symbol_map: Mapping[str, str]) -> l
     """USD prices from CoinGecko `/simple/price`; symbol_map values are CoinGecko coin ids."""
     coins = {coin_id: symbol for symbol, coin_id in symbol_map.items()}
     params = {"ids": _joined(symbol_map), "vs_currencies": "usd", "include_last_updated_at": "true"}
-    body = _get("coingecko", base_url, "/simple/price", params=params)
+    body = http_get_text("coingecko", base_url, "/simple/price", params=params)
     with _readable("coingecko"):
         return rest.coingecko_simple_price(body, received_ts=_now_ms(), symbols=coins)
 
@@ -101,7 +104,9 @@ def coinmarketcap_prices_fetch(*, base_url: str, symbol_map: Mapping[str, str]) 
         )
     params = {"id": _joined(symbol_map), "convert": "USD"}
     headers = {"X-CMC_PRO_API_KEY": key, "Accept": "application/json"}
-    body = _get("coinmarketcap", base_url, "/v2/cryptocurrency/quotes/latest", params=params, headers=headers)
+    body = http_get_text(
+        "coinmarketcap", base_url, "/v2/cryptocurrency/quotes/latest", params=params, headers=headers
+    )
     with _readable("coinmarketcap"):
         return rest.coinmarketcap_quotes_latest(body, received_ts=_now_ms())
 
@@ -114,7 +119,7 @@ def cryptocompare_prices_fetch(*, base_url: str, symbol_map: Mapping[str, str]) 
     key = getattr(settings, "HAUNT_CRYPTOCOMPARE_API_KEY", None)
     headers = {"Authorization": f"Apikey {key}"} if key else None
     params = {"fsyms": _joined(symbol_map), "tsyms": "USD"}
-    body = _get("cryptocompare", base_url, "/data/pricemultifull", params=params, headers=headers)
+    body = http_get_text("cryptocompare", base_url, "/data/pricemultifull", params=params, headers=headers)
     with _readable("cryptocompare"):
         return rest.cryptocompare_pricemultifull(body, received_ts=_now_ms())
 
@@ -123,7 +128,7 @@ def kraken_prices_fetch(*, base_url: str, symbol_map: Mapping[str, str]) -> list
     """Last trade prices from Kraken `/0/public/Ticker`; symbol_map values are pair names (XBT/USD)."""
     # The map holds the WebSocket names; REST takes the same pairs' altnames (XBTUSD).
     pairs = {symbol: name.replace("/", "") for symbol, name in symbol_map.items()}
-    body = _get("kraken", base_url, "/0/public/Ticker", params={"pair": _joined(pairs)})
+    body = http_get_text("kraken", base_url, "/0/public/Ticker", params={"pair": _joined(pairs)})
     with _readable("kraken"):
         return rest.kraken_ticker(body, received_ts=_now_ms())
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import httpx
 from django.conf import settings
 
+from apps.markets.clients import http_get_text
 from apps.markets.exceptions import SourceUnavailable
 
 # History requests are one-off (seeding), not on a poll schedule: a 30-day chart may take a while.
@@ -52,24 +53,9 @@ def _get_json(
     headers: Mapping[str, str] | None = None,
 ) -> Any:
     """The JSON body of a successful GET (floats as Decimal); every failure raises SourceUnavailable."""
+    text = http_get_text(source, base_url, path, params=params, headers=headers, timeout=TIMEOUT)
     try:
-        with httpx.Client(base_url=base_url, timeout=TIMEOUT, headers=headers) as client:
-            response = client.get(path, params=params)
-    except httpx.TimeoutException:
-        raise SourceUnavailable(f"{source}: timed out", source=source) from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise SourceUnavailable(f"{source}: {type(exc).__name__}: {exc}", source=source) from None
-    if response.status_code == 429:
-        retry_after = response.headers.get("Retry-After")
-        raise SourceUnavailable(f"{source}: rate limited (HTTP 429)", source=source, retry_after=retry_after)
-    if not response.is_success:
-        raise SourceUnavailable(
-            f"{source}: HTTP {response.status_code} {response.reason_phrase}",
-            source=source,
-            status=response.status_code,
-        )
-    try:
-        return json.loads(response.text, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal)
     except ValueError:
         raise SourceUnavailable(f"{source}: bad response: not JSON", source=source) from None
 

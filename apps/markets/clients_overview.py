@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from apps.markets.clients import http_get_text
 from apps.markets.exceptions import SourceUnavailable
 
 # Served from a 5-minute cache, so a slow provider is better given up on than waited for.
@@ -31,26 +32,11 @@ def _get_json(
     exact: bool = False,
 ) -> Any:
     """The JSON body of a successful GET (floats as Decimal if `exact`); failures raise SourceUnavailable."""
-    try:
-        with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
-            response = client.get(url, params=dict(params))
-    except httpx.TimeoutException:
-        raise SourceUnavailable(f"{source}: timed out", source=source) from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise SourceUnavailable(f"{source}: {type(exc).__name__}: {exc}", source=source) from None
-    if response.status_code == 429:
-        retry_after = response.headers.get("Retry-After")
-        raise SourceUnavailable(f"{source}: rate limited (HTTP 429)", source=source, retry_after=retry_after)
-    if not response.is_success:
-        raise SourceUnavailable(
-            f"{source}: HTTP {response.status_code} {response.reason_phrase}",
-            source=source,
-            status=response.status_code,
-        )
+    text = http_get_text(source, "", url, params=params, headers=headers, timeout=TIMEOUT)
     try:
         # Exact numbers where Haunt re-serves them as Decimal strings; plain floats where the
         # body is passed on in the provider's own (JSON number) convention.
-        return json.loads(response.text, parse_float=Decimal) if exact else json.loads(response.text)
+        return json.loads(text, parse_float=Decimal) if exact else json.loads(text)
     except ValueError:
         raise SourceUnavailable(f"{source}: bad response: not JSON", source=source) from None
 

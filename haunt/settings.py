@@ -186,7 +186,7 @@ if REDIS_URL is not None and not REDIS_URL.startswith(("redis://", "rediss://", 
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "haunt.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "haunt",
         }
@@ -304,7 +304,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "haunt.throttling.AuthenticatedUserRateThrottle",
         "rest_framework.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {

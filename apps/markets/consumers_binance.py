@@ -53,12 +53,13 @@ class BinanceStreamConsumer(AsyncWebsocketConsumer):
         self.mailbox = Mailbox(self._relay)
         self.subscriber = Subscriber(self.mailbox)
         self.subscriber.channels = set()
-        await self.accept()
-        self.mailbox.start()
         await hub.ensure_started(self.channel_layer, settings.REDIS_URL)
         path_streams = self.scope.get("url_route", {}).get("kwargs", {}).get("streams") or ""
         if "@" in path_streams:
             await self._subscribe(path_streams.split("/"), None, reply=False)
+        # Accept last: once the client sees the socket open, its path streams are already live.
+        await self.accept()
+        self.mailbox.start()
 
     async def disconnect(self, code: int) -> None:
         hub.remove(self.subscriber)

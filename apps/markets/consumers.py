@@ -58,10 +58,16 @@ class PriceConsumer(HauntConsumer):
             )
             return
         self.subscriber.channels = channels
-        hub.subscribe(self.subscriber, symbols)
         await self._seeding_follow(symbols)
-        await self.send_json({"type": "subscribed", "data": self._subscription()})
-        await self.send_json(await self._snapshot(symbols))
+        # Updates that arrive while the ack and snapshot go out wait in the mailbox, so the
+        # client never sees an update before the snapshot it would overwrite.
+        self.mailbox.hold()
+        try:
+            hub.subscribe(self.subscriber, symbols)
+            await self.send_json({"type": "subscribed", "data": self._subscription()})
+            await self.send_json(await self._snapshot(symbols))
+        finally:
+            self.mailbox.release()
 
     async def _seeding_follow(self, symbols: list[str] | str) -> None:
         """Join the seeding progress groups of the symbols (not for "all": every symbol's backfill)."""

@@ -43,6 +43,8 @@ class Mailbox:
         self._send = send
         self._pending: dict[str, str] = {}
         self._wake = asyncio.Event()
+        self._open = asyncio.Event()
+        self._open.set()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.coalesced = 0  # frames replaced before they were sent
@@ -62,6 +64,13 @@ class Mailbox:
         self._pending[key] = text
         self._wake.set()
 
+    def hold(self) -> None:
+        """Keep (and coalesce) frames instead of sending them until release()."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     @property
     def backlog(self) -> int:
         return len(self._pending)
@@ -69,6 +78,7 @@ class Mailbox:
     async def _drain(self) -> None:
         while True:
             await self._wake.wait()
+            await self._open.wait()
             self._wake.clear()
             pending, self._pending = self._pending, {}
             for text in pending.values():

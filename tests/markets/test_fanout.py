@@ -110,3 +110,25 @@ async def test_a_stopped_reader_can_no_longer_feed_the_hub():
     await asyncio.sleep(0.01)
 
     assert hub.batches == 0
+
+
+async def test_held_mailbox_keeps_frames_until_released():
+    sent: list[dict] = []
+
+    async def record(t: str) -> None:
+        sent.append(json.loads(t))
+
+    mailbox = Mailbox(record)
+    mailbox.start()
+    mailbox.hold()
+    mailbox.offer("btc", text("btc", 1))
+    mailbox.offer("btc", text("btc", 2))
+    await asyncio.sleep(0.01)
+    held = list(sent)
+
+    mailbox.release()
+    await asyncio.sleep(0.01)
+    await mailbox.close()
+
+    assert held == []
+    assert [f["data"]["price"] for f in sent] == [2]

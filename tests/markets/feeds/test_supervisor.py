@@ -100,7 +100,10 @@ def test_resubscribes_after_every_reconnect() -> None:
                 await eventually(lambda: len(fake.connections) >= 3, what="three connections")
                 await eventually(lambda: len(ticks) >= 3, what="a tick per connection")
 
-        assert all(conn.received[:1] == [SUBSCRIBE] for conn in fake.connections)
+        # The connection opened just as the supervisor stopped may have sent nothing yet.
+        spoke = [conn for conn in fake.connections if conn.received]
+        assert len(spoke) >= 3
+        assert all(conn.received[0] == SUBSCRIBE for conn in spoke)
         assert supervisor.link.reconnects >= 2
 
     asyncio.run(scenario())

@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 
 from apps.markets import candles as ohlc
 from apps.markets.models import AGGREGATE_SOURCE
-from apps.markets.services.charts import (
+from apps.markets.services.charts import RANGES
+from apps.markets.services.datafeeds import (
     KLINES_LIMIT_DEFAULT,
-    RANGES,
     UDF_HISTORY_MAX,
     UDF_SEARCH_MAX,
     klines_get,

@@ -442,20 +442,6 @@ def tickers_stats(symbols: Sequence[str]) -> dict[str, TickerStats]:
     return stats
 
 
-def _bar(candle: Candle) -> ohlc.Bar:
-    return ohlc.Bar(
-        candle.open_time,
-        candle.open,
-        candle.high,
-        candle.low,
-        candle.close,
-        candle.volume,
-        candle.trade_count,
-        candle.first_trade_ms,
-        candle.last_trade_ms,
-    )
-
-
 def klines(
     *, symbol: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
 ) -> list[ohlc.Bar]:
@@ -469,9 +455,9 @@ def klines(
     if end_ms is not None:
         rows = rows.filter(open_time__lte=end_ms)
     if start_ms is not None:
-        bars = [_bar(c) for c in rows.order_by("open_time")[:limit]]
+        bars = [c.as_bar() for c in rows.order_by("open_time")[:limit]]
     else:
-        bars = [_bar(c) for c in rows.order_by("-open_time")[:limit]][::-1]
+        bars = [c.as_bar() for c in rows.order_by("-open_time")[:limit]][::-1]
     minute = price_store().candles_get([symbol]).get(symbol)
     if minute is None or (start_ms is not None and len(bars) == limit):
         return bars
@@ -503,7 +489,7 @@ def kline_forming(*, symbol: str, interval: str) -> tuple[ohlc.Bar | None, dict[
         "-open_time"
     )
     stored = row.first()
-    bar = _bar(stored) if stored is not None and interval != "1m" else None
+    bar = stored.as_bar() if stored is not None and interval != "1m" else None
     minute = price_store().candles_get([symbol]).get(symbol)
     if minute is not None:
         bar = bar_fold(bar, live_bar(minute), interval, volumes)

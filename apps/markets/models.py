@@ -5,6 +5,8 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from apps.markets import candles as ohlc
+
 
 class Exchange(models.Model):
     """A price source and how much its prices count in the aggregate (edited in the admin)."""
@@ -120,6 +122,21 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.symbol} {self.interval} @{self.open_time}"
+
+    def as_bar(self) -> ohlc.Bar:
+        """The candle for the pure OHLC functions. Seeded candles store no trade count but are
+        real prices, so only `is_filled` makes a bar filled."""
+        return ohlc.Bar(
+            self.open_time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.trade_count if self.trade_count or self.is_filled else 1,
+            self.first_trade_ms,
+            self.last_trade_ms,
+        )
 
 
 class SeedingJob(models.Model):

@@ -53,13 +53,9 @@ class CandleSymbol:
 
 
 def _bar_from_row(row: tuple[Any, ...]) -> ohlc.Bar:
-    open_time, o, h, low, c, v, trades, first_ms, last_ms = row
-    return ohlc.Bar(open_time, o, h, low, c, v, trades, first_ms, last_ms)
-
-
-def _bar_from_stored(candle: StoredCandle) -> ohlc.Bar:
-    # Live candles carry no trade count; they had at least one price, so they are not "filled".
-    return ohlc.Bar(candle.open_time, candle.open, candle.high, candle.low, candle.close, candle.volume, 1)
+    open_time, o, h, low, c, v, trades, first_ms, last_ms, is_filled = row
+    # As Candle.as_bar: seeded candles have no trade count but are real prices.
+    return ohlc.Bar(open_time, o, h, low, c, v, trades if trades or is_filled else 1, first_ms, last_ms)
 
 
 _BAR_FIELDS = (
@@ -72,6 +68,7 @@ _BAR_FIELDS = (
     "trade_count",
     "first_trade_ms",
     "last_trade_ms",
+    "is_filled",
 )
 
 
@@ -122,8 +119,8 @@ def live_tail(*, symbol: str, start_ms: int, end_ms: int) -> LiveTail:
         pipe.zrangebyscore(f"klines:{symbol}:1m", start_ms, end_ms - 1)
         pipe.get(f"haunt:candle:1m:{symbol}")
         raws, forming_raw = pipe.execute()
-        minutes = [_bar_from_stored(candle_from_json(raw)) for raw in raws]
-        forming = _bar_from_stored(candle_from_json(forming_raw)) if forming_raw is not None else None
+        minutes = [candle_from_json(raw).as_bar() for raw in raws]
+        forming = candle_from_json(forming_raw).as_bar() if forming_raw is not None else None
     else:
         store = price_store()
         closed: Iterable[StoredCandle] = ()
@@ -131,8 +128,8 @@ def live_tail(*, symbol: str, start_ms: int, end_ms: int) -> LiveTail:
         if isinstance(store, MemoryPriceStore):
             closed = list(store.closed.get(symbol, ()))
             forming_candle = store.forming.get(symbol)
-        minutes = [_bar_from_stored(c) for c in closed if start_ms <= c.open_time < end_ms]
-        forming = _bar_from_stored(forming_candle) if forming_candle is not None else None
+        minutes = [c.as_bar() for c in closed if start_ms <= c.open_time < end_ms]
+        forming = forming_candle.as_bar() if forming_candle is not None else None
     by_time = {bar.open_time: bar for bar in minutes}  # a re-written minute appears once
     return LiveTail(sorted(by_time.values(), key=lambda bar: bar.open_time), forming)
 

@@ -188,3 +188,38 @@ def test_a_chunk_of_history_fills_from_its_start_and_to_its_end_when_asked() -> 
 def test_no_trades_and_nothing_to_fill_up_to_gives_no_candles() -> None:
     assert candles_from_trades([], "1m") == []
     assert candles_from_trades([], "1m", previous_close=Decimal("9"), start_ms=T0) == []
+
+
+@pytest.mark.django_db
+def test_seeded_candle_is_a_real_bar_not_a_filled_one():
+    from apps.markets.models import Candle
+
+    seeded = Candle(
+        source="haunt",
+        symbol="btc",
+        interval="1h",
+        open_time=0,
+        open=Decimal("10"),
+        high=Decimal("12"),
+        low=Decimal("9"),
+        close=Decimal("11"),
+        volume=Decimal("5"),
+        trade_count=0,
+        is_filled=False,
+    )
+    gap = Candle(
+        source="haunt",
+        symbol="btc",
+        interval="1h",
+        open_time=3_600_000,
+        open=Decimal("11"),
+        high=Decimal("11"),
+        low=Decimal("11"),
+        close=Decimal("11"),
+        volume=Decimal("0"),
+        trade_count=0,
+        is_filled=True,
+    )
+
+    assert seeded.as_bar().is_filled is False
+    assert gap.as_bar().is_filled is True

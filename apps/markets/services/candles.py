@@ -153,7 +153,7 @@ def candles_rebuild(
         seed = minutes[-1].close
         for interval in ohlc.INTERVALS:
             bars = minutes if interval == "1m" else ohlc.rollup(minutes, interval)
-            rows.extend(_candle_row(bar, source=exchange, symbol=symbol, interval=interval) for bar in bars)
+            rows.extend(candle_row(bar, source=exchange, symbol=symbol, interval=interval) for bar in bars)
             written[interval] += len(bars)
         if len(rows) >= batch_size:
             _candles_upsert(rows, batch_size=batch_size)
@@ -322,7 +322,7 @@ def _trades_store(batch: list[Trade], result: ImportResult, *, batch_size: int) 
     result.last_ms = max(times) if result.last_ms is None else max(result.last_ms, *times)
 
 
-def _candle_row(bar: ohlc.Bar, *, source: str, symbol: str, interval: str) -> Candle:
+def candle_row(bar: ohlc.Bar, *, source: str, symbol: str, interval: str) -> Candle:
     return Candle(
         source=source,
         symbol=symbol,
@@ -365,18 +365,7 @@ def live_candles_store(*, closed: list[StoredCandle]) -> int:
     """
     rows, written = [], 0
     for candle in closed:
-        bar = ohlc.Bar(
-            open_time=candle.open_time,
-            open=candle.open,
-            high=candle.high,
-            low=candle.low,
-            close=candle.close,
-            volume=candle.volume,
-            trade_count=1,
-            first_ms=candle.open_time,
-            last_ms=candle.open_time + ohlc.interval_ms("1m") - 1,
-        )
-        rows.append(_candle_row(bar, source=AGGREGATE_SOURCE, symbol=candle.symbol, interval="1m"))
+        rows.append(candle_row(candle.as_bar(), source=AGGREGATE_SOURCE, symbol=candle.symbol, interval="1m"))
     with transaction.atomic():
         _candles_upsert(rows, batch_size=500)
         written += len(rows)
@@ -404,25 +393,11 @@ def _reroll(*, symbol: str, interval: str, minutes: list[int]) -> int:
             open_time__gte=start,
             open_time__lt=start + ohlc.interval_ms(interval),
         ).order_by("open_time")
-        bars = [_bar(candle) for candle in children]
+        bars = [candle.as_bar() for candle in children]
         rows += [
-            _candle_row(bar, source=AGGREGATE_SOURCE, symbol=symbol, interval=interval)
+            candle_row(bar, source=AGGREGATE_SOURCE, symbol=symbol, interval=interval)
             for bar in ohlc.rollup(bars, interval)
             if bar.open_time == start
         ]
     _candles_upsert(rows, batch_size=500)
     return len(rows)
-
-
-def _bar(candle: Candle) -> ohlc.Bar:
-    return ohlc.Bar(
-        open_time=candle.open_time,
-        open=candle.open,
-        high=candle.high,
-        low=candle.low,
-        close=candle.close,
-        volume=candle.volume,
-        trade_count=candle.trade_count,
-        first_ms=candle.first_trade_ms,
-        last_ms=candle.last_trade_ms,
-    )

@@ -51,7 +51,7 @@ from apps.markets.models import (
     SeedingJob,
 )
 from apps.markets.selectors import prices_all
-from apps.markets.services.candles import klines_cache_refresh
+from apps.markets.services.candles import candle_row, klines_cache_refresh
 from apps.markets.services.charts import chart_cache_invalidate, chart_get, seeding_snapshot
 from haunt.errors import TransientError
 from haunt.realtime import publish_on_commit
@@ -472,16 +472,7 @@ def _store(run: _Run, interval: str, bars: list[ohlc.Bar], *, real_ohlc: bool) -
 
 
 def _row(bar: ohlc.Bar, *, symbol: str, interval: str) -> Candle:
-    return Candle(
-        source=AGGREGATE_SOURCE,
-        symbol=symbol,
-        interval=interval,
-        open_time=bar.open_time,
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
-        trade_count=0,
-        is_filled=bar.is_filled,
-    )
+    row = candle_row(bar, source=AGGREGATE_SOURCE, symbol=symbol, interval=interval)
+    # No trade count on seeded rows: live candles (trade_count > 0) take precedence over them.
+    row.trade_count, row.first_trade_ms, row.last_trade_ms = 0, None, None
+    return row

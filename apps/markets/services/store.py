@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import redis
 from django.conf import settings
 
+from apps.markets import candles as ohlc
 from apps.markets.services.aggregation import AggregatedPrice, Quote
 
 TICKER_TTL_S = 60
@@ -40,6 +41,21 @@ class Candle:
     close: Decimal
     volume: Decimal
     closed: bool = False
+
+    def as_bar(self) -> ohlc.Bar:
+        """A live minute had at least one price, so it is never a filled bucket."""
+        last_ms = self.open_time + ohlc.interval_ms(self.interval) - 1
+        return ohlc.Bar(
+            self.open_time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            1,
+            self.open_time,
+            last_ms,
+        )
 
 
 def _dumps(obj: Any) -> str:

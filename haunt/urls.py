@@ -18,6 +18,9 @@ urlpatterns = [
     path("api/notifications/read", api.NotificationReadApi.as_view(), name="notifications-read"),
     path("api/market/", include("apps.markets.urls")),
     path("api/user/", include("apps.moderation.urls")),
+    path("api/trading/", include("apps.trading.urls")),
+    path("api/sync/", include("apps.sync.urls")),
+    path("", include("apps.trading.urls_root")),
     # Chart, seeding, overview, latency/dominance APIs and the Binance-compatible facade carry
     # their full paths (/api/crypto/..., /api/udf/..., /api/v3/...).
     path("", include("apps.markets.urls_charts")),

@@ -1,0 +1,3 @@
+"""The change feed, cursors, conflicts, tombstones and dead letters."""
+
+__all__: list[str] = []

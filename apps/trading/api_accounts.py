@@ -1,0 +1,7 @@
+"""Trading REST API: accounts."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []

@@ -1,0 +1,1 @@
+"""Pure trading math (no ORM): margin, liquidation and option pricing formulas."""

@@ -1,0 +1,1 @@
+"""Celery tasks (accounts): thin wrappers around services."""

@@ -1,0 +1,1 @@
+"""Celery tasks (bots): thin wrappers around services."""

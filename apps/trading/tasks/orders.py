@@ -1,0 +1,1 @@
+"""Celery tasks (orders): thin wrappers around services."""

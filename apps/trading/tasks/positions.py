@@ -1,0 +1,1 @@
+"""Celery tasks (positions): thin wrappers around services."""

@@ -1,0 +1,75 @@
+"""Trading fixtures: the seeded instruments and bracket tables, live prices set in the price store,
+and a funded portfolio."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import User
+
+from apps.markets.services.aggregation import AggregatedPrice
+from apps.markets.services.store import _memory_store, price_store, redis_client
+from apps.trading.models import Portfolio
+from haunt.seeding import seed_defaults
+
+TEST_REDIS_DB = 11
+
+
+@pytest.fixture(autouse=True)
+def _clean_price_store(settings: Any) -> Iterator[None]:
+    _memory_store.cache_clear()
+    if settings.REDIS_URL:
+        settings.REDIS_URL = urlsplit(settings.REDIS_URL)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+        redis_client(settings.REDIS_URL).flushdb()
+    yield
+    _memory_store.cache_clear()
+
+
+@pytest.fixture
+def seeded(db: None) -> None:
+    """Exchanges, instruments, bracket tables and engine settings from apps/*/seed."""
+    seed_defaults()
+
+
+SetPrice = Callable[..., None]
+
+
+@pytest.fixture
+def set_price() -> SetPrice:
+    """Put a fresh aggregated price for a symbol in the store the engine reads marks from."""
+
+    def _set(symbol: str, price: Decimal | str | int, *, age_ms: int = 0) -> None:
+        value = Decimal(price)
+        price_store().prices_put(
+            [
+                AggregatedPrice(
+                    symbol=symbol,
+                    price=value,
+                    previous_price=None,
+                    direction="up",
+                    source="test",
+                    sources=("test",),
+                    timestamp=int(time.time() * 1000) - age_ms,
+                )
+            ]
+        )
+
+    return _set
+
+
+@pytest.fixture
+def portfolio(seeded: None, user: User) -> Portfolio:
+    """A cross-margin portfolio with 100,000 of cash, created directly (not through a service)."""
+    return Portfolio.objects.create(
+        user=user,
+        name="main",
+        cash=Decimal("100000"),
+        initial_cash=Decimal("100000"),
+        is_active=True,
+        home_node="local",
+    )

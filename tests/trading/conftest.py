@@ -24,7 +24,10 @@ TEST_REDIS_DB = 11
 def _clean_price_store(settings: Any) -> Iterator[None]:
     _memory_store.cache_clear()
     if settings.REDIS_URL:
-        settings.REDIS_URL = urlsplit(settings.REDIS_URL)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+        # Db 0 is a developer's live data: the suite uses db 11 then (any other db as given).
+        url = urlsplit(settings.REDIS_URL)
+        if url.path in ("", "/", "/0"):
+            settings.REDIS_URL = url._replace(path=f"/{TEST_REDIS_DB}").geturl()
         redis_client(settings.REDIS_URL).flushdb()
     yield
     _memory_store.cache_clear()

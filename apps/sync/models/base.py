@@ -85,6 +85,10 @@ class ReplicatedModel(models.Model):
     version = models.PositiveBigIntegerField(default=1, editable=False)
     last_modified_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     last_modified_by = models.CharField(max_length=32, default=current_node_id, editable=False)
+    # Hybrid logical clock of the last write ((ms << 16) | counter) and the per-node write counts
+    # that tell a concurrent overwrite from a causal one. Maintained by apps.sync.
+    hlc = models.BigIntegerField(default=0, editable=False)
+    version_vector = models.JSONField(default=dict, editable=False)
 
     objects: ClassVar[Any] = ReplicatedQuerySet.as_manager()
 

@@ -122,6 +122,8 @@ def stack_commands(*, host: str, port: int, with_redis: bool) -> dict[str, list[
         commands["beat"] = [python, "-m", "celery", "-A", "haunt", "beat", "--loglevel", "INFO"]
         # Prices reach the web process through Redis, so the feed runner needs it too.
         commands["feeds"] = [python, manage, "run_feeds"]
+        # Resting orders and liquidations are evaluated as each price batch arrives.
+        commands["engine"] = [python, manage, "run_engine"]
     return commands
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from haunt.env import (
@@ -274,6 +275,43 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "kwargs": {"slug": "coinmarketcap"},
         "options": {"expires": 300},
+    },
+    "trading-funding-settle": {
+        # Minute 1, so a beat firing a hair early never settles the period still running.
+        "task": "apps.trading.tasks.accounts.funding_settle_task",
+        "schedule": crontab(minute="1", hour="0,8,16"),
+        "options": {"expires": 7 * 60 * 60},
+    },
+    "trading-snapshots": {
+        "task": "apps.trading.tasks.accounts.snapshots_take_task",
+        "schedule": 900.0,
+        "options": {"expires": 900},
+    },
+    # A safety net: the engine runner (manage.py run_engine) evaluates orders as prices arrive.
+    "trading-resting-orders-sweep": {
+        "task": "apps.trading.tasks.orders.resting_orders_sweep_task",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
+    "trading-cross-liquidation-prices": {
+        "task": "apps.trading.tasks.positions.cross_liquidation_prices_refresh_task",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "trading-bots-run-due": {
+        "task": "apps.trading.tasks.bots.bots_run_due_task",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    "trading-options-settle-expired": {
+        "task": "apps.trading.tasks.bots.options_settle_expired_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "trading-predictions-resolve": {
+        "task": "apps.trading.tasks.bots.predictions_resolve_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
     },
     "notifications-purge": {
         "task": "haunt.tasks.notification_purge_task",

@@ -1,7 +1,303 @@
-"""Trading REST API: bots."""
+"""Trading REST API: strategies and bots (read), options (quote, open, list, close).
+
+Haunt's own shapes: camelCase keys, Decimal amounts as strings.
+"""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
-urlpatterns: list[URLPattern] = []
+from django.db.models import Prefetch, QuerySet
+from django.urls import URLPattern, path
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.trading.api_accounts import AccountSummaryOutputSerializer
+from apps.trading.exceptions import NotFound
+from apps.trading.models import OptionPosition, Portfolio, PositionSide, PredictionHistory, Strategy
+from apps.trading.selectors import mark_prices
+from apps.trading.selectors_accounts import portfolio_of_user
+from apps.trading.services.accounts import account_summaries
+from apps.trading.services.options import option_close, option_open, option_quote, option_value
+from apps.trading.services.portfolios import portfolio_default
+from haunt.authentication import request_user
+from haunt.pagination import StandardPagination
+from haunt.serializers import StrictSerializer
+
+RECENT_PREDICTIONS = 10
+
+
+def _money(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=44, decimal_places=12, normalize_output=True, **kwargs)
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)  # 400 `invalid` envelope
+    return dict(serializer.validated_data)
+
+
+def _portfolio_for(request: Request, portfolio_id: Any) -> Portfolio:
+    """The caller's portfolio `portfolio_id` (another user's is 404), or their active one."""
+    user = request_user(request)
+    if portfolio_id is None:
+        return portfolio_default(user=user)
+    return portfolio_of_user(user=user, portfolio_id=portfolio_id)
+
+
+# --- Strategies and bots -----------------------------------------------------------------------
+
+
+class PredictionOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    symbol = serializers.CharField()
+    predictedAt = serializers.DateTimeField(source="predicted_at")
+    horizonSeconds = serializers.IntegerField(source="horizon_seconds")
+    direction = serializers.CharField()
+    confidence = serializers.DecimalField(max_digits=5, decimal_places=4)
+    priceAtPrediction = _money(source="price_at_prediction")
+    targetPrice = _money(source="target_price", allow_null=True)
+    resolvedAt = serializers.DateTimeField(source="resolved_at", allow_null=True)
+    actualPrice = _money(source="actual_price", allow_null=True)
+    correct = serializers.BooleanField(allow_null=True)
+
+
+class StrategyOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    persona = serializers.CharField()
+    personaLabel = serializers.CharField(source="get_persona_display")
+    parameters = serializers.JSONField()
+    symbols = serializers.ListField(child=serializers.CharField())
+    intervalSeconds = serializers.IntegerField(source="interval_seconds")
+    enabled = serializers.BooleanField()
+    lastRunAt = serializers.DateTimeField(source="last_run_at", allow_null=True)
+    nextRunAt = serializers.SerializerMethodField()
+    lastError = serializers.CharField(source="last_error")
+    portfolioId = serializers.UUIDField(source="portfolio_id")
+
+    def get_nextRunAt(self, strategy: Strategy) -> str | None:  # noqa: N802 (DRF names it after the field)
+        if not strategy.enabled:
+            return None
+        if strategy.last_run_at is None:
+            return timezone.now().isoformat()
+        return (strategy.last_run_at + timedelta(seconds=strategy.interval_seconds)).isoformat()
+
+
+def _strategies() -> QuerySet[Strategy]:
+    recent = PredictionHistory.objects.order_by("-predicted_at")
+    return (
+        Strategy.objects.select_related("portfolio__user__profile")
+        .prefetch_related(Prefetch("predictions", queryset=recent))
+        .order_by("name")
+    )
+
+
+def _bot_rows(strategies: list[Strategy]) -> list[dict[str, Any]]:
+    summaries = account_summaries(portfolios=[s.portfolio for s in strategies])
+    rows = []
+    for strategy in strategies:
+        user = strategy.portfolio.user
+        profile = getattr(user, "profile", None)
+        predictions = (
+            list(strategy.predictions.all())[:RECENT_PREDICTIONS]
+            if strategy.persona == Strategy.Persona.QUANT
+            else []
+        )
+        rows.append(
+            {
+                "strategy": strategy,
+                "username": profile.username if profile is not None and profile.username else user.username,
+                "summary": summaries[strategy.portfolio_id],
+                "predictions": predictions,
+                "accuracy": _accuracy(strategy) if strategy.persona == Strategy.Persona.QUANT else None,
+            }
+        )
+    return rows
+
+
+def _accuracy(strategy: Strategy) -> Decimal | None:
+    outcomes = [p.correct for p in strategy.predictions.all() if p.correct is not None]
+    if not outcomes:
+        return None
+    return (Decimal(sum(outcomes)) / len(outcomes)).quantize(Decimal("0.0001"))
+
+
+class StrategyListApi(APIView):
+    """Every strategy: persona, parameters, schedule, portfolio, last run and last error."""
+
+    @extend_schema(responses={200: StrategyOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(StrategyOutputSerializer(_strategies(), many=True).data)
+
+
+class BotListApi(APIView):
+    """The bots as traders: public name, persona, schedule, account summary at live marks, last
+    run and error, and for quants their recent predictions and hit rate."""
+
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        strategy = StrategyOutputSerializer()
+        summary = AccountSummaryOutputSerializer()
+        predictions = PredictionOutputSerializer(many=True)
+        accuracy = serializers.DecimalField(
+            max_digits=5,
+            decimal_places=4,
+            allow_null=True,
+            help_text="Share of resolved predictions that were right (quants only).",
+        )
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(_bot_rows(list(_strategies())), many=True).data)
+
+
+# --- Options ---------------------------------------------------------------------------------
+
+
+class OptionOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    portfolioId = serializers.UUIDField(source="portfolio_id")
+    underlying = serializers.CharField()
+    type = serializers.CharField(source="option_type")
+    side = serializers.CharField()
+    strike = _money()
+    expiry = serializers.DateTimeField()
+    quantity = _money()
+    premium = _money(help_text="Per unit, paid (long) or received (short) at opening.")
+    volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
+    collateral = _money()
+    status = serializers.CharField()
+    settlementPrice = _money(source="settlement_price", allow_null=True)
+    settlementAmount = _money(
+        source="settlement_amount", allow_null=True, help_text="Paid to (+) or by (-) the holder at the end."
+    )
+    openedAt = serializers.DateTimeField(source="opened_at")
+    settledAt = serializers.DateTimeField(source="settled_at", allow_null=True)
+    value = serializers.SerializerMethodField(
+        method_name="model_value", help_text="Signed model value now; null without a fresh price."
+    )
+
+    def model_value(self, option: OptionPosition) -> str | None:
+        if option.status != OptionPosition.Status.OPEN:
+            return None
+        spot = self.context.get("spots", {}).get(option.underlying)
+        if spot is None:
+            return None
+        return str(option_value(option=option, spot=spot, now=self.context["now"]).normalize())
+
+
+class GreeksOutputSerializer(serializers.Serializer):
+    delta = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+    gamma = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+    vega = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+    theta = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+    rho = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+
+
+class OptionContractSerializer(serializers.Serializer):
+    underlying = serializers.CharField(max_length=32)
+    type = serializers.ChoiceField(choices=OptionPosition.OptionType.choices)
+    strike = serializers.DecimalField(max_digits=32, decimal_places=12)
+    expiry = serializers.DateTimeField()
+
+
+class OptionQuoteApi(APIView):
+    """Model premium and greeks of one unit at the live spot (vega/rho per 1.00, theta per year)."""
+
+    class OutputSerializer(serializers.Serializer):
+        underlying = serializers.CharField()
+        type = serializers.CharField(source="option_type")
+        strike = _money()
+        expiry = serializers.DateTimeField()
+        spot = _money()
+        years = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
+        volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
+        rate = serializers.DecimalField(max_digits=8, decimal_places=6)
+        premium = _money()
+        greeks = GreeksOutputSerializer()
+
+    @extend_schema(parameters=[OptionContractSerializer], responses={200: OutputSerializer})
+    def get(self, request: Request) -> Response:
+        params = _query(OptionContractSerializer, request)
+        quote = option_quote(
+            underlying=params["underlying"],
+            option_type=params["type"],
+            strike=params["strike"],
+            expiry=params["expiry"],
+        )
+        return Response(self.OutputSerializer(quote).data)
+
+
+class OptionListApi(APIView):
+    """Your option positions (newest first) with their model value; open one at the model premium."""
+
+    class FilterSerializer(serializers.Serializer):
+        portfolio = serializers.UUIDField(required=False, help_text="Default: your active portfolio.")
+        status = serializers.ChoiceField(choices=OptionPosition.Status.choices, required=False)
+
+    class InputSerializer(StrictSerializer, OptionContractSerializer):
+        portfolio = serializers.UUIDField(required=False, help_text="Default: your active portfolio.")
+        side = serializers.ChoiceField(choices=PositionSide.choices)
+        quantity = serializers.DecimalField(max_digits=32, decimal_places=12)
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OptionOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        params = _query(self.FilterSerializer, request)
+        portfolio = _portfolio_for(request, params.get("portfolio"))
+        options = OptionPosition.objects.filter(portfolio=portfolio).order_by("-opened_at", "-id")
+        if params.get("status"):
+            options = options.filter(status=params["status"])
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(options, request, view=self) or []
+        context = {
+            "spots": mark_prices(
+                sorted({o.underlying for o in page if o.status == OptionPosition.Status.OPEN})
+            ),
+            "now": timezone.now(),
+        }
+        return paginator.get_paginated_response(OptionOutputSerializer(page, many=True, context=context).data)
+
+    @extend_schema(request=InputSerializer, responses={201: OptionOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        option = option_open(
+            portfolio=_portfolio_for(request, data.get("portfolio")),
+            underlying=data["underlying"],
+            option_type=data["type"],
+            side=data["side"],
+            strike=data["strike"],
+            expiry=data["expiry"],
+            quantity=data["quantity"],
+        )
+        context = {"spots": mark_prices([option.underlying]), "now": timezone.now()}
+        return Response(OptionOutputSerializer(option, context=context).data, status=status.HTTP_201_CREATED)
+
+
+class OptionCloseApi(APIView):
+    """Close one of your open options at its model value now."""
+
+    @extend_schema(request=None, responses={200: OptionOutputSerializer})
+    def post(self, request: Request, option_id: Any) -> Response:
+        option = OptionPosition.objects.filter(pk=option_id, portfolio__user=request_user(request)).first()
+        if option is None:
+            raise NotFound("No such option.", option=str(option_id))
+        option = option_close(option=option)
+        return Response(OptionOutputSerializer(option, context={"spots": {}, "now": timezone.now()}).data)
+
+
+urlpatterns: list[URLPattern] = [
+    path("strategies", StrategyListApi.as_view(), name="strategies"),
+    path("bots", BotListApi.as_view(), name="bots"),
+    path("options", OptionListApi.as_view(), name="options"),
+    path("options/quote", OptionQuoteApi.as_view(), name="option-quote"),
+    path("options/<uuid:option_id>/close", OptionCloseApi.as_view(), name="option-close"),
+]

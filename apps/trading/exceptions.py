@@ -118,3 +118,87 @@ class LeverageCooldown(DomainError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class InvalidExpiry(DomainError):
+    """An option's expiry is not in the future or is further out than the engine lists."""
+
+    code = "invalid_expiry"
+    http_status = 400
+
+
+class OptionNotOpen(DomainError):
+    code = "option_not_open"
+    http_status = 409
+
+
+class PortfolioNameTaken(DomainError):
+    code = "portfolio_name_taken"
+    http_status = 409
+
+
+class BracketTableInvalid(DomainError):
+    """An imported leverage bracket table is malformed or not continuous; nothing was written."""
+
+    code = "bracket_table_invalid"
+    http_status = 400
+
+
+class OrderWouldTrigger(DomainError):
+    """Binance -2021: a stop or take-profit whose trigger is already crossed by the live price."""
+
+    code = "order_would_immediately_trigger"
+    http_status = 400
+
+
+class FundingIncomplete(TransientError):
+    """Some positions could not be paid funding yet (no fresh mark): the task retries."""
+
+    code = "funding_incomplete"
+    http_status = 503
+
+
+class InvalidMarginAmount(DomainError):
+    """Binance -4055: a margin adjustment must be a positive amount."""
+
+    code = "invalid_margin_amount"
+    http_status = 400
+
+
+class MaxRemovableExceeded(DomainError):
+    """Binance -4051: removing more isolated margin than the position can spare."""
+
+    code = "max_removable_exceeded"
+    http_status = 409
+
+
+class ChecksumMismatch(DomainError):
+    """A sync page whose rows or page checksum do not match its content: nothing was applied."""
+
+    code = "checksum_mismatch"
+    http_status = 400
+
+
+class ClockDrift(DomainError):
+    """A peer's HLC stamps are further ahead of this node's clock than HAUNT_SYNC_MAX_DRIFT_MS:
+    the batch is quarantined (nothing applied, the cursor does not move)."""
+
+    code = "clock_drift"
+    http_status = 409
+
+
+class SyncCursorGap(DomainError):
+    """A sync page starts after this node's cursor for that peer and lane: applying it would skip rows."""
+
+    code = "sync_cursor_gap"
+    http_status = 409
+
+
+class ConflictNotOpen(DomainError):
+    code = "conflict_not_open"
+    http_status = 409
+
+
+class InvalidResolution(DomainError):
+    code = "invalid_resolution"
+    http_status = 400

@@ -300,7 +300,18 @@ class Order(ReplicatedModel):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["symbol", "status"], name="order_symbol_status")]
+        indexes = [
+            models.Index(fields=["symbol", "status"], name="order_symbol_status"),
+            # The trigger evaluation's queries: resting limits and pending stops crossed by a price.
+            models.Index(
+                fields=["symbol", "side", "price"], condition=Q(status="open"), name="order_open_limit_price"
+            ),
+            models.Index(
+                fields=["symbol", "side", "type", "stop_price"],
+                condition=Q(status="pending"),
+                name="order_pending_trigger",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["portfolio", "client_order_id"], name="order_client_id_unique"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
@@ -343,7 +354,15 @@ class Position(ReplicatedModel):
 
     class Meta:
         ordering = ["-opened_at"]
-        indexes = [models.Index(fields=["symbol", "status"], name="position_symbol_status")]
+        indexes = [
+            models.Index(fields=["symbol", "status"], name="position_symbol_status"),
+            # The liquidation sweep's candidate query: open positions of a side past a price.
+            models.Index(
+                fields=["symbol", "side", "liquidation_price"],
+                condition=Q(status="open"),
+                name="position_open_liquidation",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["portfolio", "symbol"],

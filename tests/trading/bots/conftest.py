@@ -1,0 +1,32 @@
+"""Fixtures of the bots and options tests: Hull's textbook market (vol 20 %, rate 10 %) in the
+engine settings, and a second user's portfolio."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+
+from apps.trading.models import EngineSettings, Portfolio
+
+
+@pytest.fixture
+def hull_market(seeded: None) -> EngineSettings:
+    settings = EngineSettings.objects.get(key="default")
+    settings.option_volatility = Decimal("0.2")
+    settings.option_risk_free_rate = Decimal("0.1")
+    settings.save()
+    return settings
+
+
+@pytest.fixture
+def other_portfolio(seeded: None, outsider: User) -> Portfolio:
+    return Portfolio.objects.create(
+        user=outsider,
+        name="main",
+        cash=Decimal("100000"),
+        initial_cash=Decimal("100000"),
+        is_active=True,
+        home_node="local",
+    )

@@ -24,8 +24,10 @@ from rest_framework.views import APIView
 
 from apps.markets.api import PriceOutputSerializer
 from apps.markets.services.overview import market_fear_greed, market_global, market_movers
+from apps.trading.api_common import OrderOutputSerializer, money_field, paginated, portfolio_for, query_params
 from apps.trading.avatars import MAX_ID_LENGTH, identicon_svg
 from apps.trading.models import MarginMode, Order, Portfolio, Profile
+from apps.trading.selectors import RESTING_ORDER_STATUSES
 from apps.trading.selectors_accounts import (
     PERIODS,
     funding_payments_of,
@@ -44,7 +46,6 @@ from apps.trading.services.portfolios import (
 )
 from haunt.authentication import request_user
 from haunt.errors import HauntError, json_error
-from haunt.pagination import StandardPagination
 from haunt.serializers import StrictSerializer
 
 logger = logging.getLogger(__name__)
@@ -53,11 +54,6 @@ T = TypeVar("T")
 SNAPSHOT_DEFAULT_SPAN = timedelta(days=30)
 SNAPSHOT_MAX_POINTS = 5000
 BOOTSTRAP_MOVERS = 5
-RESTING = (Order.Status.OPEN, Order.Status.PENDING)
-
-
-def _money(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=44, decimal_places=12, normalize_output=True, **kwargs)
 
 
 def _market_decimal() -> serializers.DecimalField:
@@ -68,31 +64,17 @@ def avatar_url(identifier: object) -> str:
     return f"/api/avatars/{identifier}.svg"
 
 
-def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)  # 400 `invalid` envelope
-    return dict(serializer.validated_data)
-
-
-def _portfolio_for(request: Request, portfolio_id: Any) -> Portfolio:
-    """The caller's portfolio `portfolio_id`, or their active one when not given."""
-    user = request_user(request)
-    if portfolio_id is None:
-        return portfolio_default(user=user)
-    return portfolio_of_user(user=user, portfolio_id=portfolio_id)
-
-
 # --- Shared output shapes -----------------------------------------------------------------------
 
 
 class PortfolioOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
-    cash = _money()
-    initialCash = _money(source="initial_cash")
-    realizedPnl = _money(source="realized_pnl")
-    feesPaid = _money(source="fees_paid")
-    fundingPaid = _money(source="funding_paid", help_text="Net funding paid (negative: received).")
+    cash = money_field()
+    initialCash = money_field(source="initial_cash")
+    realizedPnl = money_field(source="realized_pnl")
+    feesPaid = money_field(source="fees_paid")
+    fundingPaid = money_field(source="funding_paid", help_text="Net funding paid (negative: received).")
     marginMode = serializers.CharField(source="margin_mode", help_text="Default for new positions.")
     costBasis = serializers.CharField(source="cost_basis")
     isActive = serializers.BooleanField(source="is_active")
@@ -107,16 +89,18 @@ class PortfolioOutputSerializer(serializers.Serializer):
 
 class AccountSummaryOutputSerializer(serializers.Serializer):
     portfolioId = serializers.UUIDField(source="portfolio_id")
-    equity = _money(help_text="Cash + isolated wallets + unrealized PnL (+ options at their marks).")
-    balance = _money(help_text="Cash: the cross wallet balance.")
-    isolatedMargin = _money(source="isolated_margin")
-    usedMargin = _money(source="used_margin", help_text="Isolated wallets + cross IM at mark + reserved.")
-    freeMargin = _money(source="free_margin", help_text="Available for new orders.")
-    reservedMargin = _money(source="reserved_margin", help_text="Held by resting orders.")
-    unrealizedPnl = _money(source="unrealized_pnl")
-    realizedPnl = _money(source="realized_pnl")
-    maintenanceMargin = _money(source="maintenance_margin")
-    marginBalance = _money(source="margin_balance")
+    equity = money_field(help_text="Cash + isolated wallets + unrealized PnL (+ options at their marks).")
+    balance = money_field(help_text="Cash: the cross wallet balance.")
+    isolatedMargin = money_field(source="isolated_margin")
+    usedMargin = money_field(
+        source="used_margin", help_text="Isolated wallets + cross IM at mark + reserved."
+    )
+    freeMargin = money_field(source="free_margin", help_text="Available for new orders.")
+    reservedMargin = money_field(source="reserved_margin", help_text="Held by resting orders.")
+    unrealizedPnl = money_field(source="unrealized_pnl")
+    realizedPnl = money_field(source="realized_pnl")
+    maintenanceMargin = money_field(source="maintenance_margin")
+    marginBalance = money_field(source="margin_balance")
     marginRatio = serializers.DecimalField(
         source="margin_ratio",
         max_digits=30,
@@ -125,8 +109,8 @@ class AccountSummaryOutputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Maintenance margin / margin balance (1 = liquidation); null when the balance is ≤ 0.",
     )
-    optionsValue = _money(source="options_value")
-    initialCash = _money(source="initial_cash")
+    optionsValue = money_field(source="options_value")
+    initialCash = money_field(source="initial_cash")
     returnRatio = serializers.DecimalField(
         source="return_ratio", max_digits=30, decimal_places=8, normalize_output=True
     )
@@ -152,39 +136,19 @@ class PositionSummarySerializer(serializers.Serializer):
     portfolioId = serializers.UUIDField(source="position.portfolio_id")
     symbol = serializers.CharField(source="position.symbol")
     side = serializers.CharField(source="position.side")
-    quantity = _money(source="position.quantity")
-    entryPrice = _money(source="position.entry_price")
+    quantity = money_field(source="position.quantity")
+    entryPrice = money_field(source="position.entry_price")
     leverage = serializers.IntegerField(source="position.leverage")
     marginMode = serializers.CharField(source="position.margin_mode")
-    isolatedMargin = _money(source="position.isolated_margin")
-    liquidationPrice = _money(source="position.liquidation_price", allow_null=True)
-    markPrice = _money(source="mark")
+    isolatedMargin = money_field(source="position.isolated_margin")
+    liquidationPrice = money_field(source="position.liquidation_price", allow_null=True)
+    markPrice = money_field(source="mark")
     markLive = serializers.BooleanField(source="live", help_text="False: no fresh mark, entry price used.")
-    notional = _money()
-    initialMargin = _money(source="initial_margin")
-    maintenanceMargin = _money(source="maintenance_margin")
-    unrealizedPnl = _money(source="unrealized_pnl")
+    notional = money_field()
+    initialMargin = money_field(source="initial_margin")
+    maintenanceMargin = money_field(source="maintenance_margin")
+    unrealizedPnl = money_field(source="unrealized_pnl")
     openedAt = serializers.DateTimeField(source="position.opened_at")
-
-
-class OrderSummarySerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    portfolioId = serializers.UUIDField(source="portfolio_id")
-    clientOrderId = serializers.CharField(source="client_order_id")
-    symbol = serializers.CharField()
-    side = serializers.CharField()
-    type = serializers.CharField()
-    timeInForce = serializers.CharField(source="time_in_force")
-    quantity = _money()
-    price = _money(allow_null=True)
-    stopPrice = _money(source="stop_price", allow_null=True)
-    reduceOnly = serializers.BooleanField(source="reduce_only")
-    leverage = serializers.IntegerField()
-    marginMode = serializers.CharField(source="margin_mode")
-    status = serializers.CharField()
-    filledQuantity = _money(source="filled_quantity")
-    reservedMargin = _money(source="reserved_margin")
-    createdAt = serializers.DateTimeField(source="created_at")
 
 
 # --- Portfolios -------------------------------------------------------------------------------
@@ -260,8 +224,8 @@ class AccountSummaryApi(APIView):
 
     @extend_schema(parameters=[PortfolioQuerySerializer], responses={200: AccountSummaryOutputSerializer})
     def get(self, request: Request) -> Response:
-        params = _query(PortfolioQuerySerializer, request)
-        portfolio = _portfolio_for(request, params.get("portfolio"))
+        params = query_params(PortfolioQuerySerializer, request)
+        portfolio = portfolio_for(request, params.get("portfolio"))
         return Response(AccountSummaryOutputSerializer(account_summary(portfolio=portfolio)).data)
 
 
@@ -278,19 +242,16 @@ class FundingPaymentListApi(APIView):
         fundingTime = serializers.DateTimeField(source="funding_time")
         rate = serializers.DecimalField(max_digits=12, decimal_places=10, normalize_output=True)
         rateSource = serializers.CharField(source="rate_source")
-        markPrice = _money(source="mark_price")
-        quantity = _money()
-        amount = _money()
+        markPrice = money_field(source="mark_price")
+        quantity = money_field()
+        amount = money_field()
 
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.InputSerializer, request)
-        portfolio = _portfolio_for(request, params.get("portfolio"))
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(
-            funding_payments_of(portfolio=portfolio, symbol=params.get("symbol")), request, view=self
-        )
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        params = query_params(self.InputSerializer, request)
+        portfolio = portfolio_for(request, params.get("portfolio"))
+        payments = funding_payments_of(portfolio=portfolio, symbol=params.get("symbol"))
+        return paginated(request, self, payments, self.OutputSerializer)
 
 
 class SnapshotListApi(APIView):
@@ -303,16 +264,16 @@ class SnapshotListApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         takenAt = serializers.DateTimeField(source="taken_at")
-        equity = _money()
-        cash = _money()
-        unrealizedPnl = _money(source="unrealized_pnl")
-        realizedPnl = _money(source="realized_pnl")
-        usedMargin = _money(source="used_margin")
+        equity = money_field()
+        cash = money_field()
+        unrealizedPnl = money_field(source="unrealized_pnl")
+        realizedPnl = money_field(source="realized_pnl")
+        usedMargin = money_field(source="used_margin")
 
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.InputSerializer, request)
-        portfolio = _portfolio_for(request, params.get("portfolio"))
+        params = query_params(self.InputSerializer, request)
+        portfolio = portfolio_for(request, params.get("portfolio"))
         snapshots = snapshots_of(
             portfolio=portfolio,
             since=params.get("since") or timezone.now() - SNAPSHOT_DEFAULT_SPAN,
@@ -337,8 +298,8 @@ class LeaderboardApi(APIView):
         portfolioName = serializers.CharField(source="portfolio_name")
         username = serializers.CharField()
         avatarUrl = serializers.SerializerMethodField()
-        equity = _money()
-        startEquity = _money(source="start_equity")
+        equity = money_field()
+        startEquity = money_field(source="start_equity")
         returnRatio = serializers.DecimalField(
             source="return_ratio", max_digits=30, decimal_places=8, normalize_output=True
         )
@@ -349,7 +310,7 @@ class LeaderboardApi(APIView):
 
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.InputSerializer, request)
+        params = query_params(self.InputSerializer, request)
         entries = leaderboard(period=params["period"], limit=params["limit"])
         return Response(
             {"period": params["period"], "results": self.OutputSerializer(entries, many=True).data}
@@ -466,7 +427,7 @@ class BootstrapApi(APIView):
         portfolios = PortfolioOutputSerializer(many=True)
         activePortfolioId = serializers.UUIDField(source="active_portfolio_id")
         positions = PositionSummarySerializer(many=True)
-        orders = OrderSummarySerializer(many=True, help_text="Resting orders (open or pending).")
+        orders = OrderOutputSerializer(many=True, help_text="Resting orders (open or pending).")
         account = AccountSummaryOutputSerializer()
         market = serializers.DictField()
 
@@ -479,7 +440,9 @@ class BootstrapApi(APIView):
         if active is None:
             active = portfolio_default(user=user)
             portfolios = list(portfolios_of(user=user))
-        orders = Order.objects.filter(portfolio=active, status__in=RESTING).order_by("-created_at")
+        orders = Order.objects.filter(portfolio=active, status__in=RESTING_ORDER_STATUSES).order_by(
+            "-created_at"
+        )
         global_metrics = _optional("global metrics", _market_global)
         fear_greed = _optional("fear & greed", _fear_greed)
         market = {

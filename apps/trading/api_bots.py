@@ -5,6 +5,7 @@ Haunt's own shapes: camelCase keys, Decimal amounts as strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,36 +20,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.trading.api_accounts import AccountSummaryOutputSerializer
+from apps.trading.api_common import money_field, paginated, portfolio_for, query_params
 from apps.trading.exceptions import NotFound
-from apps.trading.models import OptionPosition, Portfolio, PositionSide, PredictionHistory, Strategy
-from apps.trading.selectors import mark_prices
-from apps.trading.selectors_accounts import portfolio_of_user
+from apps.trading.models import OptionPosition, PositionSide, PredictionHistory, Strategy
+from apps.trading.selectors import engine_settings, mark_prices
 from apps.trading.services.accounts import account_summaries
 from apps.trading.services.options import option_close, option_open, option_quote, option_value
-from apps.trading.services.portfolios import portfolio_default
 from haunt.authentication import request_user
-from haunt.pagination import StandardPagination
 from haunt.serializers import StrictSerializer
 
 RECENT_PREDICTIONS = 10
-
-
-def _money(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=44, decimal_places=12, normalize_output=True, **kwargs)
-
-
-def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)  # 400 `invalid` envelope
-    return dict(serializer.validated_data)
-
-
-def _portfolio_for(request: Request, portfolio_id: Any) -> Portfolio:
-    """The caller's portfolio `portfolio_id` (another user's is 404), or their active one."""
-    user = request_user(request)
-    if portfolio_id is None:
-        return portfolio_default(user=user)
-    return portfolio_of_user(user=user, portfolio_id=portfolio_id)
 
 
 # --- Strategies and bots -----------------------------------------------------------------------
@@ -61,10 +42,10 @@ class PredictionOutputSerializer(serializers.Serializer):
     horizonSeconds = serializers.IntegerField(source="horizon_seconds")
     direction = serializers.CharField()
     confidence = serializers.DecimalField(max_digits=5, decimal_places=4)
-    priceAtPrediction = _money(source="price_at_prediction")
-    targetPrice = _money(source="target_price", allow_null=True)
+    priceAtPrediction = money_field(source="price_at_prediction")
+    targetPrice = money_field(source="target_price", allow_null=True)
     resolvedAt = serializers.DateTimeField(source="resolved_at", allow_null=True)
-    actualPrice = _money(source="actual_price", allow_null=True)
+    actualPrice = money_field(source="actual_price", allow_null=True)
     correct = serializers.BooleanField(allow_null=True)
 
 
@@ -167,15 +148,15 @@ class OptionOutputSerializer(serializers.Serializer):
     underlying = serializers.CharField()
     type = serializers.CharField(source="option_type")
     side = serializers.CharField()
-    strike = _money()
+    strike = money_field()
     expiry = serializers.DateTimeField()
-    quantity = _money()
-    premium = _money(help_text="Per unit, paid (long) or received (short) at opening.")
+    quantity = money_field()
+    premium = money_field(help_text="Per unit, paid (long) or received (short) at opening.")
     volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
-    collateral = _money()
+    collateral = money_field()
     status = serializers.CharField()
-    settlementPrice = _money(source="settlement_price", allow_null=True)
-    settlementAmount = _money(
+    settlementPrice = money_field(source="settlement_price", allow_null=True)
+    settlementAmount = money_field(
         source="settlement_amount", allow_null=True, help_text="Paid to (+) or by (-) the holder at the end."
     )
     openedAt = serializers.DateTimeField(source="opened_at")
@@ -190,7 +171,10 @@ class OptionOutputSerializer(serializers.Serializer):
         spot = self.context.get("spots", {}).get(option.underlying)
         if spot is None:
             return None
-        return str(option_value(option=option, spot=spot, now=self.context["now"]).normalize())
+        value = option_value(
+            option=option, spot=spot, now=self.context["now"], settings=self.context["settings"]
+        )
+        return str(value.normalize())
 
 
 class GreeksOutputSerializer(serializers.Serializer):
@@ -208,24 +192,31 @@ class OptionContractSerializer(serializers.Serializer):
     expiry = serializers.DateTimeField()
 
 
+def _spots_context(options: Sequence[OptionPosition]) -> dict[str, Any]:
+    """What valuing the options needs, read once for the page: the live spots of the open
+    options' underlyings, the engine settings (volatility, rate) and the valuation time."""
+    open_ = {o.underlying for o in options if o.status == OptionPosition.Status.OPEN}
+    return {"spots": mark_prices(sorted(open_)), "settings": engine_settings(), "now": timezone.now()}
+
+
 class OptionQuoteApi(APIView):
     """Model premium and greeks of one unit at the live spot (vega/rho per 1.00, theta per year)."""
 
     class OutputSerializer(serializers.Serializer):
         underlying = serializers.CharField()
         type = serializers.CharField(source="option_type")
-        strike = _money()
+        strike = money_field()
         expiry = serializers.DateTimeField()
-        spot = _money()
+        spot = money_field()
         years = serializers.DecimalField(max_digits=30, decimal_places=12, normalize_output=True)
         volatility = serializers.DecimalField(max_digits=8, decimal_places=6)
         rate = serializers.DecimalField(max_digits=8, decimal_places=6)
-        premium = _money()
+        premium = money_field()
         greeks = GreeksOutputSerializer()
 
     @extend_schema(parameters=[OptionContractSerializer], responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
-        params = _query(OptionContractSerializer, request)
+        params = query_params(OptionContractSerializer, request)
         quote = option_quote(
             underlying=params["underlying"],
             option_type=params["type"],
@@ -249,20 +240,12 @@ class OptionListApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: OptionOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.FilterSerializer, request)
-        portfolio = _portfolio_for(request, params.get("portfolio"))
+        params = query_params(self.FilterSerializer, request)
+        portfolio = portfolio_for(request, params.get("portfolio"))
         options = OptionPosition.objects.filter(portfolio=portfolio).order_by("-opened_at", "-id")
         if params.get("status"):
             options = options.filter(status=params["status"])
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(options, request, view=self) or []
-        context = {
-            "spots": mark_prices(
-                sorted({o.underlying for o in page if o.status == OptionPosition.Status.OPEN})
-            ),
-            "now": timezone.now(),
-        }
-        return paginator.get_paginated_response(OptionOutputSerializer(page, many=True, context=context).data)
+        return paginated(request, self, options, OptionOutputSerializer, context_for=_spots_context)
 
     @extend_schema(request=InputSerializer, responses={201: OptionOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -270,7 +253,7 @@ class OptionListApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         option = option_open(
-            portfolio=_portfolio_for(request, data.get("portfolio")),
+            portfolio=portfolio_for(request, data.get("portfolio")),
             underlying=data["underlying"],
             option_type=data["type"],
             side=data["side"],
@@ -278,8 +261,8 @@ class OptionListApi(APIView):
             expiry=data["expiry"],
             quantity=data["quantity"],
         )
-        context = {"spots": mark_prices([option.underlying]), "now": timezone.now()}
-        return Response(OptionOutputSerializer(option, context=context).data, status=status.HTTP_201_CREATED)
+        body = OptionOutputSerializer(option, context=_spots_context([option])).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class OptionCloseApi(APIView):

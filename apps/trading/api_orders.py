@@ -17,18 +17,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.trading.api_common import OrderOutputSerializer, money_field, paginated, portfolio_for, query_params
 from apps.trading.exceptions import NotFound
-from apps.trading.models import Fill, MarginMode, Order, Portfolio, Side
-from apps.trading.selectors_accounts import portfolio_of_user
+from apps.trading.models import Fill, MarginMode, Order, Side
 from apps.trading.services.orders import order_cancel, order_place
-from apps.trading.services.portfolios import portfolio_default
 from haunt.authentication import request_user
-from haunt.pagination import StandardPagination
 from haunt.serializers import StrictSerializer
-
-
-def _money(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=44, decimal_places=12, normalize_output=True, **kwargs)
 
 
 def _number(**kwargs: Any) -> serializers.DecimalField:
@@ -36,53 +30,11 @@ def _number(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=40, decimal_places=20, **kwargs)
 
 
-def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _portfolio_for(request: Request, portfolio_id: UUID | None) -> Portfolio:
-    """The caller's portfolio `portfolio_id`, or their active one when not given."""
-    user = request_user(request)
-    if portfolio_id is None:
-        return portfolio_default(user=user)
-    return portfolio_of_user(user=user, portfolio_id=portfolio_id)
-
-
 def _order_of(request: Request, order_id: UUID) -> Order:
     order = Order.objects.filter(pk=order_id, portfolio__user=request_user(request)).first()
     if order is None:
         raise NotFound("No such order.", order=str(order_id))
     return order
-
-
-class OrderOutputSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    portfolioId = serializers.UUIDField(source="portfolio_id")
-    clientOrderId = serializers.CharField(source="client_order_id")
-    symbol = serializers.CharField()
-    side = serializers.CharField()
-    type = serializers.CharField()
-    timeInForce = serializers.CharField(source="time_in_force")
-    quantity = _money()
-    price = _money(allow_null=True)
-    stopPrice = _money(source="stop_price", allow_null=True)
-    reduceOnly = serializers.BooleanField(source="reduce_only")
-    leverage = serializers.IntegerField()
-    marginMode = serializers.CharField(source="margin_mode")
-    status = serializers.CharField(
-        help_text="pending (waiting for its trigger), open (resting), filled, cancelled, rejected, expired."
-    )
-    filledQuantity = _money(source="filled_quantity")
-    averagePrice = _money(source="average_price", allow_null=True)
-    fee = _money()
-    reservedMargin = _money(source="reserved_margin", help_text="Held from available funds while resting.")
-    rejectReason = serializers.CharField(source="reject_reason")
-    placedBy = serializers.CharField(source="placed_by")
-    createdAt = serializers.DateTimeField(source="created_at")
-    triggeredAt = serializers.DateTimeField(source="triggered_at", allow_null=True)
-    closedAt = serializers.DateTimeField(source="closed_at", allow_null=True)
 
 
 class TradeOutputSerializer(serializers.Serializer):
@@ -93,14 +45,14 @@ class TradeOutputSerializer(serializers.Serializer):
     kind = serializers.CharField(help_text="order or liquidation.")
     symbol = serializers.CharField()
     side = serializers.CharField()
-    quantity = _money()
-    price = _money()
-    fee = _money()
+    quantity = money_field()
+    price = money_field()
+    fee = money_field()
     feeRate = serializers.DecimalField(
         source="fee_rate", max_digits=8, decimal_places=6, normalize_output=True
     )
     isMaker = serializers.BooleanField(source="is_maker")
-    realizedPnl = _money(source="realized_pnl")
+    realizedPnl = money_field(source="realized_pnl")
     executedAt = serializers.DateTimeField(source="executed_at")
 
 
@@ -143,17 +95,15 @@ class OrderListCreateApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: OrderOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.FilterSerializer, request)
+        params = query_params(self.FilterSerializer, request)
         orders: QuerySet[Order] = Order.objects.filter(
-            portfolio=_portfolio_for(request, params.get("portfolio"))
+            portfolio=portfolio_for(request, params.get("portfolio"))
         ).order_by("-created_at", "-id")
         if params.get("status"):
             orders = orders.filter(status__in=params["status"])
         if params.get("symbol"):
             orders = orders.filter(symbol=params["symbol"].lower())
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(orders, request, view=self)
-        return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+        return paginated(request, self, orders, OrderOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: OrderOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -161,7 +111,7 @@ class OrderListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         order = order_place(
-            portfolio=_portfolio_for(request, data.get("portfolio")),
+            portfolio=portfolio_for(request, data.get("portfolio")),
             symbol=data["symbol"],
             side=data["side"],
             type=data["type"],
@@ -205,17 +155,15 @@ class TradeListApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: TradeOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        params = _query(self.FilterSerializer, request)
+        params = query_params(self.FilterSerializer, request)
         trades: QuerySet[Fill] = Fill.objects.filter(
-            portfolio=_portfolio_for(request, params.get("portfolio"))
+            portfolio=portfolio_for(request, params.get("portfolio"))
         ).order_by("-executed_at", "-id")
         if params.get("symbol"):
             trades = trades.filter(symbol=params["symbol"].lower())
         if params.get("order"):
             trades = trades.filter(order_id=params["order"])
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(trades, request, view=self)
-        return paginator.get_paginated_response(TradeOutputSerializer(page, many=True).data)
+        return paginated(request, self, trades, TradeOutputSerializer)
 
 
 urlpatterns: list[URLPattern] = [

@@ -7,11 +7,11 @@ and nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
 from django.urls import URLPattern, path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -19,21 +19,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.trading.api_common import OrderOutputSerializer, money_field, paginated, query_params
 from apps.trading.engine import margin
 from apps.trading.exceptions import NotFound
 from apps.trading.models import LeverageChange, Liquidation, MarginHistory, Position
 from apps.trading.selectors import mark_prices
-from apps.trading.services.fills import order_data
 from apps.trading.services.orders import position_close
 from apps.trading.services.positions import position_leverage_change, position_margin_adjust
 from apps.trading.services.risk import position_risk
 from haunt.authentication import request_user
-from haunt.pagination import StandardPagination
 from haunt.serializers import StrictSerializer
-
-
-def _money(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=44, decimal_places=12, normalize_output=True, **kwargs)
 
 
 def _ratio(**kwargs: Any) -> serializers.DecimalField:
@@ -52,34 +47,22 @@ def _position_of(user: User, position_id: Any) -> Position:
     return position
 
 
-def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _paginated(request: Request, view: APIView, rows: QuerySet[Any], output: Any, **context: Any) -> Response:
-    paginator = StandardPagination()
-    page = paginator.paginate_queryset(rows, request, view=view)
-    return paginator.get_paginated_response(output(page, many=True, context=context).data)
-
-
 class PositionOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     portfolioId = serializers.UUIDField(source="portfolio_id")
     symbol = serializers.CharField()
     side = serializers.CharField()
-    quantity = _money()
-    entryPrice = _money(source="entry_price")
+    quantity = money_field()
+    entryPrice = money_field(source="entry_price")
     leverage = serializers.IntegerField()
     marginMode = serializers.CharField(source="margin_mode")
-    isolatedMargin = _money(source="isolated_margin", help_text="The isolated wallet (0 in cross mode).")
-    liquidationPrice = _money(
+    isolatedMargin = money_field(source="isolated_margin", help_text="The isolated wallet (0 in cross mode).")
+    liquidationPrice = money_field(
         source="liquidation_price", allow_null=True, help_text="Null: cannot liquidate."
     )
-    realizedPnl = _money(source="realized_pnl")
-    feesPaid = _money(source="fees_paid")
-    fundingPaid = _money(source="funding_paid")
+    realizedPnl = money_field(source="realized_pnl")
+    feesPaid = money_field(source="fees_paid")
+    fundingPaid = money_field(source="funding_paid")
     status = serializers.CharField()
     openedAt = serializers.DateTimeField(source="opened_at")
     closedAt = serializers.DateTimeField(source="closed_at", allow_null=True)
@@ -105,21 +88,23 @@ class PositionOutputSerializer(serializers.Serializer):
 
 
 class RiskOutputSerializer(serializers.Serializer):
-    markPrice = _money(source="mark")
-    notional = _money()
-    initialMargin = _money(source="initial_margin")
-    maintenanceMargin = _money(source="maintenance_margin")
-    unrealizedPnl = _money(source="unrealized_pnl")
-    marginBalance = _money(
+    markPrice = money_field(source="mark")
+    notional = money_field()
+    initialMargin = money_field(source="initial_margin")
+    maintenanceMargin = money_field(source="maintenance_margin")
+    unrealizedPnl = money_field(source="unrealized_pnl")
+    marginBalance = money_field(
         source="margin_balance", help_text="Isolated: wallet + UPnL; cross: cash + Σ UPnL."
     )
     marginRatio = _ratio(
         source="margin_ratio", allow_null=True, help_text="MM / margin balance; 1 liquidates."
     )
-    liquidationPrice = _money(source="liquidation_price", allow_null=True)
-    bankruptcyPrice = _money(source="bankruptcy_price", allow_null=True)
-    maxRemovable = _money(source="max_removable", help_text="Isolated margin that can be removed now.")
-    maxNotional = _money(source="max_notional", help_text="Largest notional the current leverage allows.")
+    liquidationPrice = money_field(source="liquidation_price", allow_null=True)
+    bankruptcyPrice = money_field(source="bankruptcy_price", allow_null=True)
+    maxRemovable = money_field(source="max_removable", help_text="Isolated margin that can be removed now.")
+    maxNotional = money_field(
+        source="max_notional", help_text="Largest notional the current leverage allows."
+    )
 
 
 def _position_body(position: Position) -> dict[str, Any]:
@@ -129,6 +114,11 @@ def _position_body(position: Position) -> dict[str, Any]:
     mark = marks.get(position.symbol)
     body["risk"] = None if mark is None else RiskOutputSerializer(position_risk(position, mark=mark)).data
     return body
+
+
+def _marks_context(page: Sequence[Position]) -> dict[str, Any]:
+    """The live marks of the open positions of a page, fetched in one read."""
+    return {"marks": mark_prices(sorted({p.symbol for p in page if p.status == Position.Status.OPEN}))}
 
 
 class PositionListApi(APIView):
@@ -141,7 +131,7 @@ class PositionListApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: PositionOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        filters = _query(self.FilterSerializer, request)
+        filters = query_params(self.FilterSerializer, request)
         rows = Position.objects.filter(portfolio__user=request_user(request)).order_by("-opened_at", "-id")
         if "status" in filters:
             rows = rows.filter(status=filters["status"])
@@ -149,11 +139,7 @@ class PositionListApi(APIView):
             rows = rows.filter(symbol=filters["symbol"].lower())
         if "portfolio" in filters:
             rows = rows.filter(portfolio_id=filters["portfolio"])
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(rows, request, view=self) or []
-        marks = mark_prices(sorted({p.symbol for p in page if p.status == Position.Status.OPEN}))
-        data = PositionOutputSerializer(page, many=True, context={"marks": marks}).data
-        return paginator.get_paginated_response(data)
+        return paginated(request, self, rows, PositionOutputSerializer, context_for=_marks_context)
 
 
 class PositionDetailApi(APIView):
@@ -169,11 +155,11 @@ class PositionDetailApi(APIView):
 class PositionCloseApi(APIView):
     """Close the whole position with a reduce-only market order."""
 
-    @extend_schema(request=None, responses={201: dict})
+    @extend_schema(request=None, responses={201: OrderOutputSerializer})
     def post(self, request: Request, position_id: str) -> Response:
         position = _position_of(request_user(request), position_id)
         order = position_close(position=position, placed_by="user")
-        return Response(order_data(order), status=status.HTTP_201_CREATED)
+        return Response(OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
 
 
 class PositionMarginApi(APIView):
@@ -214,14 +200,14 @@ class LeverageChangeOutputSerializer(serializers.Serializer):
     newLeverage = serializers.IntegerField(source="new_leverage")
     marginMode = serializers.CharField(source="margin_mode")
     policy = serializers.CharField()
-    markPrice = _money(source="mark_price", allow_null=True)
-    marginDelta = _money(source="margin_delta")
-    initialMarginBefore = _money(source="initial_margin_before", allow_null=True)
-    initialMarginAfter = _money(source="initial_margin_after", allow_null=True)
-    maintenanceMarginBefore = _money(source="maintenance_margin_before", allow_null=True)
-    maintenanceMarginAfter = _money(source="maintenance_margin_after", allow_null=True)
-    liquidationPriceBefore = _money(source="liquidation_price_before", allow_null=True)
-    liquidationPriceAfter = _money(source="liquidation_price_after", allow_null=True)
+    markPrice = money_field(source="mark_price", allow_null=True)
+    marginDelta = money_field(source="margin_delta")
+    initialMarginBefore = money_field(source="initial_margin_before", allow_null=True)
+    initialMarginAfter = money_field(source="initial_margin_after", allow_null=True)
+    maintenanceMarginBefore = money_field(source="maintenance_margin_before", allow_null=True)
+    maintenanceMarginAfter = money_field(source="maintenance_margin_after", allow_null=True)
+    liquidationPriceBefore = money_field(source="liquidation_price_before", allow_null=True)
+    liquidationPriceAfter = money_field(source="liquidation_price_after", allow_null=True)
     outcome = serializers.CharField()
     errorCode = serializers.CharField(source="error_code")
     idempotencyKey = serializers.CharField(source="idempotency_key")
@@ -243,7 +229,7 @@ class PositionLeverageApi(APIView):
         symbol = serializers.CharField(source="position.symbol")
         leverage = serializers.IntegerField(source="position.leverage")
         changed = serializers.BooleanField()
-        maxNotional = _money(source="max_notional", help_text="maxNotionalValue at this leverage.")
+        maxNotional = money_field(source="max_notional", help_text="maxNotionalValue at this leverage.")
         auditId = serializers.UUIDField(source="audit.id")
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
@@ -271,7 +257,7 @@ class PositionLeverageHistoryApi(APIView):
     def get(self, request: Request, position_id: str) -> Response:
         position = _position_of(request_user(request), position_id)
         rows = LeverageChange.objects.filter(position=position).order_by("-created_at", "-id")
-        return _paginated(request, self, rows, LeverageChangeOutputSerializer)
+        return paginated(request, self, rows, LeverageChangeOutputSerializer)
 
 
 class LiquidationOutputSerializer(serializers.Serializer):
@@ -281,14 +267,16 @@ class LiquidationOutputSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     side = serializers.CharField()
     marginMode = serializers.CharField(source="margin_mode")
-    quantity = _money()
-    entryPrice = _money(source="entry_price")
-    markPrice = _money(source="mark_price")
-    liquidationPrice = _money(source="liquidation_price", allow_null=True)
-    bankruptcyPrice = _money(source="bankruptcy_price")
-    marginLost = _money(source="margin_lost")
-    fee = _money(help_text="Clearance fee booked to the insurance fund.")
-    insuranceFundDelta = _money(source="insurance_fund_delta", help_text="+ the fund gained, - it covered.")
+    quantity = money_field()
+    entryPrice = money_field(source="entry_price")
+    markPrice = money_field(source="mark_price")
+    liquidationPrice = money_field(source="liquidation_price", allow_null=True)
+    bankruptcyPrice = money_field(source="bankruptcy_price")
+    marginLost = money_field(source="margin_lost")
+    fee = money_field(help_text="Clearance fee booked to the insurance fund.")
+    insuranceFundDelta = money_field(
+        source="insurance_fund_delta", help_text="+ the fund gained, - it covered."
+    )
     liquidatedAt = serializers.DateTimeField(source="liquidated_at")
 
 
@@ -301,7 +289,7 @@ class LiquidationListApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: LiquidationOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        filters = _query(self.FilterSerializer, request)
+        filters = query_params(self.FilterSerializer, request)
         rows = Liquidation.objects.filter(portfolio__user=request_user(request)).order_by(
             "-liquidated_at", "-id"
         )
@@ -309,7 +297,7 @@ class LiquidationListApi(APIView):
             rows = rows.filter(symbol=filters["symbol"].lower())
         if "portfolio" in filters:
             rows = rows.filter(portfolio_id=filters["portfolio"])
-        return _paginated(request, self, rows, LiquidationOutputSerializer)
+        return paginated(request, self, rows, LiquidationOutputSerializer)
 
 
 class MarginHistoryOutputSerializer(serializers.Serializer):
@@ -318,8 +306,8 @@ class MarginHistoryOutputSerializer(serializers.Serializer):
     portfolioId = serializers.UUIDField(source="portfolio_id")
     symbol = serializers.CharField(source="position.symbol")
     deltaType = serializers.CharField(source="delta_type")
-    amount = _money(help_text="Signed change of the position's margin.")
-    marginAfter = _money(source="margin_after")
+    amount = money_field(help_text="Signed change of the position's margin.")
+    marginAfter = money_field(source="margin_after")
     leverage = serializers.IntegerField()
     createdAt = serializers.DateTimeField(source="created_at")
 
@@ -336,7 +324,7 @@ class MarginHistoryListApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses={200: MarginHistoryOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        filters = _query(self.FilterSerializer, request)
+        filters = query_params(self.FilterSerializer, request)
         rows = (
             MarginHistory.objects.filter(portfolio__user=request_user(request))
             .select_related("position")
@@ -350,7 +338,7 @@ class MarginHistoryListApi(APIView):
             rows = rows.filter(portfolio_id=filters["portfolio"])
         if "type" in filters:
             rows = rows.filter(delta_type=filters["type"])
-        return _paginated(request, self, rows, MarginHistoryOutputSerializer)
+        return paginated(request, self, rows, MarginHistoryOutputSerializer)
 
 
 urlpatterns: list[URLPattern] = [

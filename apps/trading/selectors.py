@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
 from decimal import Decimal
 
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.markets.services.store import price_store
 from apps.trading.engine.margin import Bracket
 from apps.trading.exceptions import PriceUnavailable, UnknownSymbol
-from apps.trading.models import EngineSettings, Instrument, LeverageBracket
+from apps.trading.models import EngineSettings, Instrument, LeverageBracket, Order
+
+# Orders still working: waiting for their trigger (pending) or resting on the book (open).
+RESTING_ORDER_STATUSES = (Order.Status.OPEN, Order.Status.PENDING)
 
 
 def engine_settings() -> EngineSettings:
@@ -26,21 +33,24 @@ def instrument_get(symbol: str) -> Instrument:
     return instrument
 
 
-def brackets_for(instrument: Instrument) -> list[Bracket]:
-    """The instrument's bracket table in force today, lowest bracket first."""
-    rows = LeverageBracket.objects.filter(
-        exchange_id=instrument.bracket_exchange_id,
-        symbol=instrument.bracket_symbol,
-        effective_from__lte=timezone.localdate(),
-    ).order_by("-effective_from", "bracket")
-    latest = None
-    table: list[Bracket] = []
+def _bracket_tables_of(instruments: Iterable[Instrument]) -> dict[str, list[Bracket]]:
+    """The bracket table in force today of each instrument, lowest bracket first, in one query."""
+    instruments = list(instruments)
+    if not instruments:
+        return {}
+    match = Q()
+    for instrument in instruments:
+        match |= Q(exchange_id=instrument.bracket_exchange_id, symbol=instrument.bracket_symbol)
+    rows = LeverageBracket.objects.filter(match, effective_from__lte=timezone.localdate()).order_by(
+        "exchange_id", "symbol", "-effective_from", "bracket"
+    )
+    latest: dict[tuple[int, str], date] = {}
+    tables: dict[tuple[int, str], list[Bracket]] = defaultdict(list)
     for row in rows:
-        if latest is None:
-            latest = row.effective_from
-        if row.effective_from != latest:
-            break
-        table.append(
+        key = (row.exchange_id, row.symbol)
+        if latest.setdefault(key, row.effective_from) != row.effective_from:
+            continue  # an older table of the same symbol
+        tables[key].append(
             Bracket(
                 bracket=row.bracket,
                 initial_leverage=row.initial_leverage,
@@ -50,6 +60,25 @@ def brackets_for(instrument: Instrument) -> list[Bracket]:
                 cum=row.cum,
             )
         )
+    return {i.symbol: tables[(i.bracket_exchange_id, i.bracket_symbol)] for i in instruments}
+
+
+def brackets_for(instrument: Instrument) -> list[Bracket]:
+    """The instrument's bracket table in force today, lowest bracket first."""
+    return _bracket_tables_of([instrument])[instrument.symbol]
+
+
+def bracket_tables(symbols: Iterable[str]) -> dict[str, list[Bracket]]:
+    """The bracket table in force today of each symbol's instrument (enabled or not: open
+    positions of a delisted symbol still need their margins), in two queries."""
+    return _bracket_tables_of(Instrument.objects.filter(symbol__in=set(symbols)))
+
+
+def brackets_of(symbol: str) -> list[Bracket]:
+    """One symbol's bracket table; UnknownSymbol when it has no instrument or no table."""
+    table = bracket_tables([symbol]).get(symbol)
+    if not table:
+        raise UnknownSymbol(f"{symbol!r} has no leverage bracket table.", symbol=symbol)
     return table
 
 

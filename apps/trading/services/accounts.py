@@ -41,14 +41,12 @@ from apps.trading.models import (
     Position,
     PositionSide,
 )
-from apps.trading.selectors import engine_settings, mark_prices
+from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, engine_settings, mark_prices
 from apps.trading.services.options import option_value
-from apps.trading.services.risk import bracket_tables
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-RESTING_STATUSES = (Order.Status.OPEN, Order.Status.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +155,7 @@ def account_summaries(*, portfolios: Sequence[Portfolio]) -> dict[UUID, AccountS
         valuations[valuation.position.portfolio_id].append(valuation)
     resting = {
         row["portfolio_id"]: row
-        for row in Order.objects.filter(portfolio_id__in=ids, status__in=RESTING_STATUSES)
+        for row in Order.objects.filter(portfolio_id__in=ids, status__in=RESTING_ORDER_STATUSES)
         .values("portfolio_id")
         .annotate(count=Count("id"), reserved=Sum("reserved_margin"))
     }

@@ -32,7 +32,7 @@ from apps.trading.engine.personas import (
     decide,
 )
 from apps.trading.models import Order, Portfolio, Position, Strategy
-from apps.trading.selectors import instrument_get, mark_price
+from apps.trading.selectors import RESTING_ORDER_STATUSES, instrument_get, mark_price
 from apps.trading.services.accounts import account_summary
 from apps.trading.services.orders import order_cancel, order_place, position_close
 from apps.trading.services.portfolios import portfolio_create
@@ -47,7 +47,6 @@ BOT_PORTFOLIO_NAME = "Bot"
 # Closed 1m candles a persona sees: the live store keeps the newest 500, and no persona's
 # lookback is longer than a few hours.
 HISTORY_MINUTES = 500
-RESTING = (Order.Status.PENDING, Order.Status.OPEN)
 LAST_ERROR_MAX = 255
 
 
@@ -246,7 +245,9 @@ def _situation(*, portfolio: Portfolio, symbol: str, cash: Any, now: datetime) -
             reduce_only=order.reduce_only,
             created_at=order.created_at,
         )
-        for order in Order.objects.filter(portfolio=portfolio, symbol=instrument.symbol, status__in=RESTING)
+        for order in Order.objects.filter(
+            portfolio=portfolio, symbol=instrument.symbol, status__in=RESTING_ORDER_STATUSES
+        )
     ]
     return Situation(market=market, holding=holding, orders=orders, cash=cash, now=now)
 
@@ -290,7 +291,9 @@ def _intent_execute(strategy: Strategy, intent: Intent, *, now: datetime, index:
         if position is not None:
             position_close(position=position, placed_by=actor)
     elif isinstance(intent, CancelOrder):
-        order = Order.objects.filter(portfolio=portfolio, pk=intent.order_id, status__in=RESTING).first()
+        order = Order.objects.filter(
+            portfolio=portfolio, pk=intent.order_id, status__in=RESTING_ORDER_STATUSES
+        ).first()
         if order is not None:
             order_cancel(order=order, actor=actor)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -25,12 +25,11 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.trading import events
+from apps.trading.amounts import money
 from apps.trading.engine.margin import Bracket, max_notional_for_leverage, sign
 from apps.trading.events import account_event_publish
 from apps.trading.exceptions import InsufficientFunds, MaxLeverageRatio, ReduceOnlyRejected
 from apps.trading.models import (
-    DIGITS,
-    PLACES,
     Fill,
     MarginHistory,
     MarginMode,
@@ -43,13 +42,6 @@ from apps.trading.models import (
 from apps.trading.selectors import mark_prices
 
 ZERO = Decimal(0)
-QUANTUM = Decimal(1).scaleb(-PLACES)
-_WIDE = Context(prec=DIGITS + 4)
-
-
-def money(value: Decimal) -> Decimal:
-    """Round to the 12 places the database stores, so in-memory rows equal what is saved."""
-    return value.quantize(QUANTUM, context=_WIDE)
 
 
 def position_side(order_side: str) -> str:
@@ -169,43 +161,30 @@ def order_fill(
     side = position_side(order.side)
     now = timezone.now()
     legs: list[_Leg] = []
+    opening, leverage, margin_mode = quantity, order.leverage, order.margin_mode
     if position is not None and position.side != side:
         closing = min(quantity, position.quantity)
         legs.append(_reduce(portfolio, position, closing, price, _fee(closing, price, fee_rate), now))
-        remainder = quantity - closing
-        if remainder > 0:
-            result.increased = True
-            legs.append(
-                _open(
-                    portfolio,
-                    symbol=order.symbol,
-                    side=side,
-                    quantity=remainder,
-                    price=price,
-                    leverage=position.leverage,
-                    margin_mode=position.margin_mode,
-                    fee=_fee(remainder, price, fee_rate),
-                    brackets=brackets,
-                    now=now,
-                )
-            )
+        # A flip's new side keeps the closed position's leverage and margin mode.
+        opening, leverage, margin_mode = quantity - closing, position.leverage, position.margin_mode
     elif position is not None:
         result.increased = True
         legs.append(
             _increase(portfolio, position, quantity, price, _fee(quantity, price, fee_rate), brackets)
         )
-    else:
+        opening = ZERO
+    if opening > 0:
         result.increased = True
         legs.append(
             _open(
                 portfolio,
                 symbol=order.symbol,
                 side=side,
-                quantity=quantity,
+                quantity=opening,
                 price=price,
-                leverage=order.leverage,
-                margin_mode=order.margin_mode,
-                fee=_fee(quantity, price, fee_rate),
+                leverage=leverage,
+                margin_mode=margin_mode,
+                fee=_fee(opening, price, fee_rate),
                 brackets=brackets,
                 now=now,
             )

@@ -17,6 +17,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
+from apps.trading.amounts import money
 from apps.trading.engine.margin import sign
 from apps.trading.models import (
     EngineSettings,
@@ -32,7 +33,6 @@ from apps.trading.services.risk import positions_refresh_liquidation_prices
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-MONEY_QUANTUM = Decimal("1e-12")  # the models' 12 decimal places
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def period_rates(*, symbols: Iterable[str], funding_time: datetime) -> dict[str,
 
 def funding_amount(*, side: str, quantity: Decimal, mark: Decimal, rate: Decimal) -> Decimal:
     """What the position receives (negative: pays) for one period."""
-    return (-sign(side) * quantity * mark * rate).quantize(MONEY_QUANTUM)
+    return money(-sign(side) * quantity * mark * rate)
 
 
 def funding_settle(*, funding_time: datetime) -> int:

@@ -54,14 +54,12 @@ from apps.trading.models import (
     PositionSide,
     Side,
 )
-from apps.trading.selectors import engine_settings
+from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, engine_settings
 from apps.trading.services.fills import order_data, position_data
 from apps.trading.services.risk import (
-    RESTING_ORDER_STATUSES,
     ZERO,
     CrossContext,
     PositionRisk,
-    bracket_tables,
     cross_context_for,
     cross_contexts,
     position_risk,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.db import transaction
@@ -33,6 +33,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.trading import events
+from apps.trading.amounts import money
 from apps.trading.engine.options import (
     Greeks,
     black_scholes_greeks,
@@ -50,15 +51,13 @@ from apps.trading.exceptions import (
     PriceUnavailable,
     UnknownSymbol,
 )
-from apps.trading.models import EngineSettings, Instrument, OptionPosition, Portfolio, PositionSide
+from apps.trading.models import PLACES, EngineSettings, Instrument, OptionPosition, Portfolio, PositionSide
 from apps.trading.selectors import engine_settings, mark_price
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-QUANTUM_DECIMALS = 12
-QUANTUM = Decimal(1).scaleb(-QUANTUM_DECIMALS)
-MONEY_CONTEXT = Context(prec=50)
+QUANTUM_DECIMALS = PLACES
 MAX_EXPIRY = timedelta(days=365)
 # Settlement rows per run: a minute's expiries of a busy node, small enough for short transactions.
 SETTLE_BATCH = 500
@@ -146,12 +145,12 @@ def option_open(
     # Every cash movement of this account queues on this lock.
     portfolio = Portfolio.objects.select_for_update().get(pk=portfolio.pk)
     amount = premium * quantity
-    fee = _money(amount * engine_settings().taker_fee_rate)
+    fee = money(amount * engine_settings().taker_fee_rate)
     if side == PositionSide.LONG:
         collateral = ZERO
         cash_change = -amount - fee
     else:
-        collateral = _money(
+        collateral = money(
             (quote.spot if option_type == OptionPosition.OptionType.CALL else strike) * quantity
         )
         cash_change = amount - fee - collateral
@@ -186,6 +185,8 @@ def option_open(
 def option_close(*, option: OptionPosition, placed_by: str = "user") -> OptionPosition:
     """Close an open option at its model value now (after expiry: its intrinsic value), paying the
     taker fee on that value."""
+    # Portfolio first, then the option: the lock order of every money movement.
+    portfolio = Portfolio.objects.select_for_update().get(pk=option.portfolio_id)
     option = OptionPosition.objects.select_for_update().get(pk=option.pk)
     if option.status != OptionPosition.Status.OPEN:
         raise OptionNotOpen("This option is no longer open.", status=option.status)
@@ -200,9 +201,8 @@ def option_close(*, option: OptionPosition, placed_by: str = "user") -> OptionPo
         volatility=settings.option_volatility,
         rate=settings.option_risk_free_rate,
     )
-    portfolio = Portfolio.objects.select_for_update().get(pk=option.portfolio_id)
     amount = _tick(unit, _price_decimals(option.underlying)) * option.quantity
-    fee = _money(amount * settings.taker_fee_rate)
+    fee = money(amount * settings.taker_fee_rate)
     if option.side == PositionSide.LONG:
         cash_change, settlement_amount = amount - fee, amount
     else:
@@ -250,6 +250,11 @@ def options_settle_expired(*, now: datetime) -> int:
 
 @transaction.atomic
 def _option_settle(*, pk: Any, now: datetime, prices: dict[str, Decimal]) -> int:
+    portfolio_id = OptionPosition.objects.filter(pk=pk).values_list("portfolio_id", flat=True).first()
+    if portfolio_id is None:
+        return 0
+    # Portfolio first (the lock order of every money movement), then claim the option.
+    portfolio = Portfolio.objects.select_for_update().get(pk=portfolio_id)
     option = (
         OptionPosition.objects.select_for_update(skip_locked=True)
         .filter(pk=pk, status=OptionPosition.Status.OPEN, expiry__lte=now)
@@ -260,8 +265,7 @@ def _option_settle(*, pk: Any, now: datetime, prices: dict[str, Decimal]) -> int
     if option.underlying not in prices:
         prices[option.underlying] = mark_price(option.underlying)
     spot = prices[option.underlying]
-    portfolio = Portfolio.objects.select_for_update().get(pk=option.portfolio_id)
-    payoff = _money(intrinsic_value(option.option_type, spot, option.strike) * option.quantity)
+    payoff = money(intrinsic_value(option.option_type, spot, option.strike) * option.quantity)
     if option.side == PositionSide.LONG:
         cash_change, settlement_amount = payoff, payoff
     else:
@@ -397,11 +401,6 @@ def _price_decimals(symbol: str) -> int:
     """The underlying's price tick; an option outlives its instrument being delisted."""
     decimals = Instrument.objects.filter(symbol=symbol).values_list("price_decimals", flat=True).first()
     return decimals if decimals is not None else QUANTUM_DECIMALS
-
-
-def _money(value: Decimal) -> Decimal:
-    """Rounded to the money fields' 12 decimals (what the database would store anyway)."""
-    return MONEY_CONTEXT.quantize(value, QUANTUM)
 
 
 def _decimals(value: Decimal) -> int:

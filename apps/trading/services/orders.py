@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from uuid6 import uuid7
 
+from apps.trading.amounts import money
 from apps.trading.engine.margin import Bracket
 from apps.trading.exceptions import (
     FillOrKillUnfilled,
@@ -45,12 +46,17 @@ from apps.trading.exceptions import (
     ReduceOnlyRejected,
 )
 from apps.trading.models import EngineSettings, Instrument, MarginMode, Order, Portfolio, Position, Side
-from apps.trading.selectors import brackets_for, engine_settings, instrument_get, mark_prices
+from apps.trading.selectors import (
+    RESTING_ORDER_STATUSES,
+    brackets_for,
+    engine_settings,
+    instrument_get,
+    mark_prices,
+)
 from apps.trading.services.fills import (
     ZERO,
     fillable_quantity,
     funds_available,
-    money,
     notional_cap_check,
     open_position_locked,
     order_fill,
@@ -67,7 +73,6 @@ LIMIT_TYPES = frozenset({T.LIMIT, T.STOP_LIMIT, T.TAKE_PROFIT_LIMIT})
 STOP_TYPES = frozenset({T.STOP, T.STOP_LIMIT})
 TAKE_PROFIT_TYPES = frozenset({T.TAKE_PROFIT, T.TAKE_PROFIT_LIMIT})
 CONDITIONAL_TYPES = STOP_TYPES | TAKE_PROFIT_TYPES
-RESTING = (Order.Status.OPEN, Order.Status.PENDING)
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
 
@@ -489,7 +494,7 @@ def order_cancel(*, order: Order, actor: str = "user") -> Order:
     """Cancel a resting (open or pending) order and release what it reserved."""
     portfolio = Portfolio.objects.select_for_update().get(pk=order.portfolio_id)
     order = Order.objects.select_for_update().get(pk=order.pk)
-    if order.status not in RESTING:
+    if order.status not in RESTING_ORDER_STATUSES:
         raise OrderNotCancellable(
             f"The order is {order.status}; only resting orders can be cancelled.", status=order.status
         )

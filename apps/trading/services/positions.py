@@ -47,13 +47,12 @@ from apps.trading.models import (
     Portfolio,
     Position,
 )
-from apps.trading.selectors import engine_settings, mark_price, mark_prices
+from apps.trading.selectors import brackets_of, engine_settings, mark_price, mark_prices
 from apps.trading.services.fills import position_data
 from apps.trading.services.risk import (
     ZERO,
     CrossContext,
     PositionRisk,
-    brackets_of,
     cross_context_for,
     portfolio_available_cash,
     portfolio_reserved_margin,

@@ -19,21 +19,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
-from django.utils import timezone
+from django.db.models import Sum
 
 from apps.trading.engine import margin
 from apps.trading.engine.margin import Bracket
-from apps.trading.exceptions import UnknownSymbol
-from apps.trading.models import Instrument, LeverageBracket, MarginMode, Order, Portfolio, Position
-from apps.trading.selectors import mark_prices
+from apps.trading.models import MarginMode, Order, Portfolio, Position
+from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, brackets_of, mark_prices
 from apps.trading.services.fills import funds_available
 
 ZERO = Decimal(0)
 # Stored prices have 12 decimals (models.PLACES); quantizing first makes "changed?" exact.
 STORED = Decimal("1e-12")
 SAME_PRICE_TOLERANCE = Decimal("1e-13")
-RESTING_ORDER_STATUSES = (Order.Status.OPEN, Order.Status.PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,45 +65,6 @@ class PositionRisk:
 
 def stored(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(STORED)
-
-
-def bracket_tables(symbols: Iterable[str]) -> dict[str, list[Bracket]]:
-    """The bracket table in force today of each symbol's instrument (enabled or not: open
-    positions of a delisted symbol still need their margins), in two queries."""
-    instruments = list(Instrument.objects.filter(symbol__in=set(symbols)))
-    if not instruments:
-        return {}
-    match = Q()
-    for instrument in instruments:
-        match |= Q(exchange_id=instrument.bracket_exchange_id, symbol=instrument.bracket_symbol)
-    rows = LeverageBracket.objects.filter(match, effective_from__lte=timezone.localdate()).order_by(
-        "exchange_id", "symbol", "-effective_from", "bracket"
-    )
-    latest: dict[tuple[int, str], Any] = {}
-    tables: dict[tuple[int, str], list[Bracket]] = defaultdict(list)
-    for row in rows:
-        key = (row.exchange_id, row.symbol)
-        if latest.setdefault(key, row.effective_from) != row.effective_from:
-            continue
-        tables[key].append(
-            Bracket(
-                bracket=row.bracket,
-                initial_leverage=row.initial_leverage,
-                floor=row.notional_floor,
-                cap=row.notional_cap,
-                mmr=row.maint_margin_ratio,
-                cum=row.cum,
-            )
-        )
-    return {i.symbol: tables[(i.bracket_exchange_id, i.bracket_symbol)] for i in instruments}
-
-
-def brackets_of(symbol: str) -> list[Bracket]:
-    """One symbol's bracket table; UnknownSymbol when it has no instrument or no table."""
-    table = bracket_tables([symbol]).get(symbol)
-    if not table:
-        raise UnknownSymbol(f"{symbol!r} has no leverage bracket table.", symbol=symbol)
-    return table
 
 
 def _cross_terms(

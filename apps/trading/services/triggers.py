@@ -19,10 +19,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from apps.trading.models import Instrument, Order, Portfolio, Side
-from apps.trading.selectors import engine_settings, mark_prices
+from apps.trading.selectors import RESTING_ORDER_STATUSES, engine_settings, mark_prices
 from apps.trading.services.liquidations import liquidations_check
 from apps.trading.services.orders import (
-    RESTING,
     STOP_TYPES,
     TAKE_PROFIT_TYPES,
     MarketContext,
@@ -134,7 +133,9 @@ def _resting_order_evaluate(
         # skipping it if another worker holds it (that worker is filling it).
         portfolio = Portfolio.objects.select_for_update().get(pk=portfolio_id)
         order = (
-            Order.objects.select_for_update(skip_locked=True).filter(pk=order_id, status__in=RESTING).first()
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(pk=order_id, status__in=RESTING_ORDER_STATUSES)
+            .first()
         )
         if order is None or not _still_crossed(order, price):
             return "skipped"

@@ -12,7 +12,7 @@ from apps.markets.models import Exchange
 from apps.trading.exceptions import BracketTableInvalid
 from apps.trading.models import LeverageBracket, Strategy
 from apps.trading.services.brackets import leverage_brackets_import
-from tests.trading.accounts.conftest import make_order, make_position
+from tests.trading.factories import make_order, make_position
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.trading.models import FundingPayment, Portfolio, PortfolioSnapshot, Profile
-from tests.trading.accounts.conftest import make_position
+from tests.trading.factories import make_position
 
 pytestmark = pytest.mark.django_db
 

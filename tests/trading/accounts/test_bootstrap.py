@@ -11,7 +11,7 @@ from apps.markets.services.aggregation import AggregatedPrice
 from apps.markets.services.store import price_store
 from apps.trading.models import Portfolio, Profile
 from tests.markets.factories import make_quote
-from tests.trading.accounts.conftest import make_order, make_position
+from tests.trading.factories import make_order, make_position
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from apps.trading.services.funding import funding_settle
 from apps.trading.services.portfolios import portfolio_create, portfolio_default
 from apps.trading.services.snapshots import snapshots_take
 from tests.conftest import make_user, skip_or_fail
-from tests.trading.accounts.conftest import make_position
+from tests.trading.factories import make_position
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

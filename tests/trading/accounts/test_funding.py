@@ -11,7 +11,7 @@ from apps.trading.exceptions import FundingIncomplete
 from apps.trading.models import EngineSettings, FundingPayment, FundingRate, Portfolio, Position
 from apps.trading.services.funding import funding_period_start, funding_settle, funding_unpaid_count
 from apps.trading.tasks.accounts import funding_settle_task
-from tests.trading.accounts.conftest import make_position
+from tests.trading.factories import make_position
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from apps.trading.models import Portfolio, PortfolioSnapshot, Profile
 from apps.trading.selectors_accounts import leaderboard, public_name
 from tests.conftest import make_user
-from tests.trading.accounts.conftest import make_position
+from tests.trading.factories import make_position
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from apps.trading.models import Portfolio, PortfolioSnapshot
 from apps.trading.services.snapshots import snapshot_slot, snapshots_take
 from apps.trading.tasks.accounts import snapshots_take_task
-from tests.trading.accounts.conftest import make_position
+from tests.trading.factories import make_position
 
 pytestmark = pytest.mark.django_db
 

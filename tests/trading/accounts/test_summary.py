@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from apps.trading.services.accounts import account_summary
-from tests.trading.accounts.conftest import make_order, make_position
+from tests.trading.factories import make_order, make_position
 
 pytestmark = pytest.mark.django_db
 

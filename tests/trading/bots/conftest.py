@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from apps.trading.models import EngineSettings, Portfolio
+from tests.trading.factories import make_portfolio
 
 
 @pytest.fixture
@@ -22,11 +23,4 @@ def hull_market(seeded: None) -> EngineSettings:
 
 @pytest.fixture
 def other_portfolio(seeded: None, outsider: User) -> Portfolio:
-    return Portfolio.objects.create(
-        user=outsider,
-        name="main",
-        cash=Decimal("100000"),
-        initial_cash=Decimal("100000"),
-        is_active=True,
-        home_node="local",
-    )
+    return make_portfolio(outsider)

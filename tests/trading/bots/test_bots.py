@@ -1,6 +1,5 @@
 """Bots: seeding, scheduled runs through the order service, errors recorded, predictions resolved."""
 
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -8,66 +7,13 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.markets.services.store import Candle, price_store
 from apps.trading.models import Order, Portfolio, PredictionHistory, Strategy
 from apps.trading.services.bots import bot_definitions, bots_ensure, bots_run_due, strategy_run
 from apps.trading.services.predictions import prediction_record, predictions_resolve
 from tests.conftest import make_user
+from tests.trading.bots.personas import GRANDMA, MINUTE_MS, QUANT, SCALPER, definition, store_closes
 
 pytestmark = pytest.mark.django_db
-
-MINUTE_MS = 60_000
-
-
-def store_closes(symbol: str, closes: list[int | str], *, end_ms: int | None = None) -> None:
-    """Closed 1m candles ending at the minute before end_ms (now), one per close, oldest first."""
-    end_ms = end_ms if end_ms is not None else int(time.time() * 1000)
-    last_open = end_ms - end_ms % MINUTE_MS - MINUTE_MS
-    first_open = last_open - (len(closes) - 1) * MINUTE_MS
-    candles = [
-        Candle(symbol, "1m", first_open + i * MINUTE_MS, *(Decimal(str(c)),) * 4, Decimal(1), True)
-        for i, c in enumerate(closes)
-    ]
-    price_store().candles_put([], candles)
-
-
-def definition(name: str, persona: str, parameters: dict, symbols=("btc",), interval=60) -> dict:
-    return {
-        "name": name,
-        "persona": persona,
-        "username": f"{name.title()} Test Bot",
-        "symbols": list(symbols),
-        "interval_seconds": interval,
-        "parameters": parameters,
-    }
-
-
-GRANDMA = {
-    "lookback_minutes": 60,
-    "dip_percent": "2",
-    "buy_cash_fraction": "0.02",
-    "max_exposure_fraction": "0.5",
-    "take_profit_percent": "6",
-    "take_profit_fraction": "0.25",
-}
-QUANT = {
-    "fast_window": 5,
-    "slow_window": 20,
-    "z_entry": "2",
-    "horizon_seconds": 3600,
-    "leverage": 3,
-    "margin_mode": "cross",
-    "order_cash_fraction": "0.05",
-}
-SCALPER = {
-    "spread_percent": "0.05",
-    "order_cash_fraction": "0.05",
-    "leverage": 10,
-    "margin_mode": "cross",
-    "take_profit_percent": "0.1",
-    "stop_loss_percent": "10",
-    "order_ttl_seconds": 120,
-}
 
 
 # --- seeding -----------------------------------------------------------------------------------

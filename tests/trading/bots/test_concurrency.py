@@ -13,7 +13,7 @@ from apps.trading.models import OptionPosition, Order, Strategy
 from apps.trading.services.bots import bots_ensure, bots_run_due
 from apps.trading.services.options import option_open, options_settle_expired
 from tests.conftest import skip_or_fail
-from tests.trading.bots.test_bots import GRANDMA, definition, store_closes
+from tests.trading.bots.personas import GRANDMA, definition, store_closes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -20,45 +20,10 @@ from apps.trading.engine.personas import (
     quant_signal,
 )
 from apps.trading.services.bots import bot_definitions
+from tests.trading.bots.personas import BRO, GRANDMA, QUANT, SCALPER
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CASH = Decimal(100000)
-
-GRANDMA = {
-    "lookback_minutes": 60,
-    "dip_percent": "2",
-    "buy_cash_fraction": "0.02",
-    "max_exposure_fraction": "0.5",
-    "take_profit_percent": "6",
-    "take_profit_fraction": "0.25",
-}
-BRO = {
-    "lookback_minutes": 15,
-    "momentum_percent": "1",
-    "leverage": 50,
-    "margin_mode": "isolated",
-    "order_cash_fraction": "0.1",
-    "stop_loss_percent": "40",
-    "take_profit_percent": "80",
-}
-QUANT = {
-    "fast_window": 5,
-    "slow_window": 20,
-    "z_entry": "2",
-    "horizon_seconds": 3600,
-    "leverage": 3,
-    "margin_mode": "cross",
-    "order_cash_fraction": "0.05",
-}
-SCALPER = {
-    "spread_percent": "0.05",
-    "order_cash_fraction": "0.05",
-    "leverage": 10,
-    "margin_mode": "cross",
-    "take_profit_percent": "0.1",
-    "stop_loss_percent": "10",
-    "order_ttl_seconds": 120,
-}
 
 
 def market(closes, price=None):

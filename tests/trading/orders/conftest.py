@@ -7,9 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 
-from apps.trading.models import Fill, MarginHistory, Order, Portfolio, Position
+from apps.trading.models import Order, Portfolio
 from apps.trading.services.orders import order_place
 
 Place = Callable[..., Order]
@@ -37,24 +36,3 @@ def place(portfolio: Portfolio, btc: Any) -> Place:
         return order_place(**(kwargs | overrides))
 
     return _place
-
-
-def make_portfolio(user: User, *, cash: str = "100000", name: str = "main") -> Portfolio:
-    return Portfolio.objects.create(
-        user=user,
-        name=name,
-        cash=Decimal(cash),
-        initial_cash=Decimal(cash),
-        is_active=True,
-        home_node="local",
-    )
-
-
-def row_counts() -> dict[str, int]:
-    """Rows of every table an order can write, to show a refusal wrote nothing."""
-    return {
-        "orders": Order.objects.count(),
-        "fills": Fill.objects.count(),
-        "positions": Position.objects.count(),
-        "margin_history": MarginHistory.objects.count(),
-    }

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.trading.models import Order, Portfolio
-from tests.trading.orders.conftest import make_portfolio, row_counts
+from tests.trading.factories import make_portfolio, row_counts
 
 pytestmark = pytest.mark.django_db
 

@@ -24,6 +24,7 @@ from apps.trading.services.triggers import prices_evaluate
 from apps.trading.tasks.orders import resting_orders_sweep_task
 from haunt.asgi import application
 from tests.conftest import redis_url_or_skip
+from tests.trading.factories import make_order
 
 D = Decimal
 
@@ -32,10 +33,12 @@ D = Decimal
 
 
 @pytest.mark.django_db
-def test_evaluating_a_price_that_crosses_nothing_costs_one_order_query(place, btc):
-    for i in range(20):
-        place(type="limit", price=D(40000 + i), quantity=D("0.01"))
-        place(type="stop", stop_price=D(60000 + i), quantity=D("0.01"))
+def test_evaluating_a_price_that_crosses_nothing_costs_one_order_query(portfolio, btc):
+    for i in range(20):  # resting rows written directly: placing 40 through the service is slow
+        make_order(portfolio, symbol="btc", type="limit", price=D(40000 + i), quantity="0.01")
+        make_order(
+            portfolio, symbol="btc", type="stop", price=None, stop_price=D(60000 + i), status="pending"
+        )
 
     with CaptureQueriesContext(connection) as queries:
         result = prices_evaluate(prices={"btc": D("50000"), "notlisted": D("1")})
@@ -193,9 +196,18 @@ async def test_a_price_through_the_liquidation_price_liquidates_the_position(tok
 
     await ingest("btc", "49600")
     event = await account.until(lambda f: f["type"] == "liquidation")
+    closed = await account.until(lambda f: f["type"] == "position" and f["data"]["status"] == "liquidated")
 
     position = await database_sync_to_async(Position.objects.get)(pk=position.pk)
     assert position.status == Position.Status.LIQUIDATED
     assert await database_sync_to_async(Liquidation.objects.count)() == 1
-    assert event["data"]["symbol"] == "btc"
+    data = event["data"]
+    assert (data["symbol"], data["positionId"], closed["data"]["id"]) == (
+        "btc",
+        str(position.pk),
+        str(position.pk),
+    )
+    assert D(data["markPrice"]) == D("49600")
+    # bankruptcy price of an isolated long: EP - WB/Q = 50,000 - 50/0.1
+    assert D(data["bankruptcyPrice"]) == D("49500")
     await account.ws.disconnect()

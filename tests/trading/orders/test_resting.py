@@ -9,7 +9,7 @@ from apps.trading.exceptions import FillOrKillUnfilled, InsufficientFunds, Order
 from apps.trading.models import Fill, Order, Position
 from apps.trading.services.orders import order_cancel
 from apps.trading.services.triggers import prices_evaluate
-from tests.trading.orders.conftest import row_counts
+from tests.trading.factories import row_counts
 
 pytestmark = pytest.mark.django_db
 

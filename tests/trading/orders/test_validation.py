@@ -9,7 +9,7 @@ from apps.trading.exceptions import PriceUnavailable, ReduceOnlyRejected
 from apps.trading.models import EngineSettings, Fill, Order, Position
 from apps.trading.services.orders import order_place, position_close
 from haunt.errors import HauntError
-from tests.trading.orders.conftest import row_counts
+from tests.trading.factories import row_counts
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from apps.trading.models import LeverageChange, MarginHistory, Position
 from apps.trading.services.liquidations import liquidations_check
+from tests.trading.factories import make_portfolio, open_position
 from tests.trading.positions import reference as ref
-from tests.trading.positions.factories import make_portfolio, open_position
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -155,6 +155,30 @@ def test_leverage_change_and_its_history(auth_client, long_10x, engine):
         ("applied", "", 5),
     ]
     assert history[-1]["actor"] == f"user:{long_10x.portfolio.user_id}"
+
+
+@pytest.mark.parametrize(("leverage", "max_leverage"), [(0, 125), (-1, 125), (126, 125), (1000, 125)])
+def test_leverage_out_of_range_is_a_400_audited_and_changes_nothing(
+    auth_client, long_10x, portfolio, leverage, max_leverage
+):
+    cash = portfolio.cash
+
+    response = auth_client.put(f"{URL}/{long_10x.pk}/leverage", {"leverage": leverage}, format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["detail"]["max_leverage"]) == ("invalid_leverage", max_leverage)
+    after = Position.objects.get(pk=long_10x.pk)
+    assert (after.leverage, after.isolated_margin, after.version) == (10, D(5000), long_10x.version)
+    portfolio.refresh_from_db()
+    assert portfolio.cash == cash
+    assert not MarginHistory.objects.filter(delta_type="leverage_change").exists()
+    (audit,) = LeverageChange.objects.all()
+    assert (audit.outcome, audit.error_code, audit.requested_leverage) == (
+        "rejected",
+        "invalid_leverage",
+        leverage,
+    )
 
 
 def test_leverage_missing_is_an_input_error(auth_client, long_10x):

@@ -23,7 +23,7 @@ from apps.trading.models import (
 from apps.trading.services.liquidations import liquidations_check
 from apps.trading.services.positions import position_leverage_change, position_margin_adjust
 from tests.conftest import skip_or_fail
-from tests.trading.positions.factories import open_position
+from tests.trading.factories import open_position
 
 pytestmark = pytest.mark.django_db(transaction=True)
 D = Decimal

@@ -26,8 +26,8 @@ from apps.trading.exceptions import (
 )
 from apps.trading.models import LeverageChange, MarginHistory, Portfolio, Position
 from apps.trading.services.positions import position_leverage_change
+from tests.trading.factories import open_position
 from tests.trading.positions import reference as ref
-from tests.trading.positions.factories import open_position
 
 pytestmark = pytest.mark.django_db
 D = Decimal

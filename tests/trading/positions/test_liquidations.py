@@ -16,8 +16,8 @@ from apps.trading.models import (
     Position,
 )
 from apps.trading.services.liquidations import insurance_fund_balance, liquidations_check
+from tests.trading.factories import open_position
 from tests.trading.positions import reference as ref
-from tests.trading.positions.factories import open_position
 
 pytestmark = pytest.mark.django_db
 D = Decimal

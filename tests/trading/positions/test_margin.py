@@ -16,8 +16,8 @@ from apps.trading.exceptions import (
 )
 from apps.trading.models import MarginHistory, Order, Position
 from apps.trading.services.positions import position_margin_adjust
+from tests.trading.factories import open_position
 from tests.trading.positions import reference as ref
-from tests.trading.positions.factories import open_position
 
 pytestmark = pytest.mark.django_db
 D = Decimal

@@ -13,9 +13,9 @@ from apps.trading.services.risk import (
     position_risk,
     positions_refresh_liquidation_prices,
 )
+from tests.trading.factories import open_position
 from tests.trading.positions import reference as ref
 from tests.trading.positions.conftest import FAQ_TABLES
-from tests.trading.positions.factories import open_position
 
 pytestmark = pytest.mark.django_db
 D = Decimal

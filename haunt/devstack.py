@@ -124,6 +124,8 @@ def stack_commands(*, host: str, port: int, with_redis: bool) -> dict[str, list[
         commands["feeds"] = [python, manage, "run_feeds"]
         # Resting orders and liquidations are evaluated as each price batch arrives.
         commands["engine"] = [python, manage, "run_engine"]
+        # Pulls the peers' change feeds (idle until peers are added in the admin).
+        commands["sync"] = [python, manage, "sync_worker"]
     return commands
 
 

@@ -70,6 +70,19 @@ HAUNT_COINMARKETCAP_API_KEY = env_optional_str("HAUNT_COINMARKETCAP_API_KEY")
 HAUNT_CRYPTOCOMPARE_API_KEY = env_optional_str("HAUNT_CRYPTOCOMPARE_API_KEY")
 HAUNT_FEAR_GREED_URL = env_str("HAUNT_FEAR_GREED_URL", "https://api.alternative.me/fng/")
 
+# --- Sync between nodes (apps/sync) ----------------------------------------------------------
+HAUNT_SYNC_PRIMARY_NODE = env_str("HAUNT_SYNC_PRIMARY_NODE", "")  # PRIMARY_WINS fallback owner
+HAUNT_SYNC_MAX_DRIFT_MS = env_int("HAUNT_SYNC_MAX_DRIFT_MS", 30_000, minimum=100)
+HAUNT_SYNC_ENCRYPTION_KEY = env_optional_str("HAUNT_SYNC_ENCRYPTION_KEY")  # peer secrets at rest
+HAUNT_SYNC_SIGNATURE_WINDOW_S = env_int("HAUNT_SYNC_SIGNATURE_WINDOW_S", 60, minimum=5)
+HAUNT_SYNC_STALE_AFTER_S = env_float("HAUNT_SYNC_STALE_AFTER_S", 10.0, minimum=0.1)
+HAUNT_SYNC_BATCH_ROWS = env_int("HAUNT_SYNC_BATCH_ROWS", 1000, minimum=1, maximum=5000)
+HAUNT_SYNC_LONG_POLL_S = env_float("HAUNT_SYNC_LONG_POLL_S", 20.0, minimum=0)
+HAUNT_SYNC_FEED_POLL_MS = env_int("HAUNT_SYNC_FEED_POLL_MS", 50, minimum=5)
+HAUNT_SYNC_MAX_BODY_BYTES = env_int("HAUNT_SYNC_MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1024)
+HAUNT_SYNC_SESSION_RETENTION_DAYS = env_int("HAUNT_SYNC_SESSION_RETENTION_DAYS", 30, minimum=1)
+HAUNT_SYNC_METRIC_RETENTION_HOURS = env_int("HAUNT_SYNC_METRIC_RETENTION_HOURS", 48, minimum=1)
+
 # --- HTTP ------------------------------------------------------------------------------------
 ALLOWED_HOSTS = env_list("HAUNT_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
 if not ALLOWED_HOSTS:
@@ -312,6 +325,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.trading.tasks.bots.predictions_resolve_task",
         "schedule": 60.0,
         "options": {"expires": 60},
+    },
+    "sync-metrics-collect": {
+        "task": "apps.sync.tasks.sync_metrics_collect_task",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
+    "sync-reconcile": {
+        "task": "apps.sync.tasks.sync_reconcile_task",
+        "schedule": 300.0,
+        "options": {"expires": 300},
+    },
+    "sync-cleanup": {
+        "task": "apps.sync.tasks.sync_cleanup_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
     },
     "notifications-purge": {
         "task": "haunt.tasks.notification_purge_task",

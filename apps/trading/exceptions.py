@@ -202,3 +202,11 @@ class ConflictNotOpen(DomainError):
 class InvalidResolution(DomainError):
     code = "invalid_resolution"
     http_status = 400
+
+
+class PortfolioHomedElsewhere(DomainError):
+    """The portfolio's money is owned by another node of the mesh (its home_node): only that node
+    may move it, so two nodes never write conflicting orders, positions or payments for it."""
+
+    code = "portfolio_homed_elsewhere"
+    http_status = 409

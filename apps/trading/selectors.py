@@ -12,12 +12,31 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.markets.services.store import price_store
+from apps.sync.models import current_node_id
 from apps.trading.engine.margin import Bracket
-from apps.trading.exceptions import PriceUnavailable, UnknownSymbol
-from apps.trading.models import EngineSettings, Instrument, LeverageBracket, Order
+from apps.trading.exceptions import PortfolioHomedElsewhere, PriceUnavailable, UnknownSymbol
+from apps.trading.models import EngineSettings, Instrument, LeverageBracket, Order, Portfolio
 
 # Orders still working: waiting for their trigger (pending) or resting on the book (open).
 RESTING_ORDER_STATUSES = (Order.Status.OPEN, Order.Status.PENDING)
+
+
+def portfolio_owned_here(portfolio: Portfolio) -> None:
+    """PortfolioHomedElsewhere (409) unless this node is the portfolio's home node: only the home
+    node moves a portfolio's money, so two nodes never write conflicting rows for it."""
+    if portfolio.home_node != current_node_id():
+        raise PortfolioHomedElsewhere(
+            "This portfolio is managed by another node; send the request to its home node.",
+            home_node=portfolio.home_node,
+        )
+
+
+def owned_here(relation: str = "portfolio") -> Q:
+    """Rows whose portfolio (reached through `relation`; "" for portfolios) this node owns: the
+    filter of every periodic job and price evaluation, so each portfolio is processed by its home
+    node only."""
+    prefix = f"{relation}__" if relation else ""
+    return Q(**{f"{prefix}home_node": current_node_id()})
 
 
 def engine_settings() -> EngineSettings:

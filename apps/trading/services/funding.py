@@ -27,7 +27,7 @@ from apps.trading.models import (
     Portfolio,
     Position,
 )
-from apps.trading.selectors import engine_settings, mark_prices
+from apps.trading.selectors import engine_settings, mark_prices, owned_here
 from apps.trading.services.risk import positions_refresh_liquidation_prices
 
 logger = logging.getLogger(__name__)
@@ -50,14 +50,15 @@ def funding_period_start(*, now: datetime, interval_hours: int) -> datetime:
 
 
 def _due_positions(funding_time: datetime) -> QuerySet[Position]:
-    """Open positions opened at or before the funding time that have no payment for it yet."""
-    return Position.objects.filter(status=Position.Status.OPEN, opened_at__lte=funding_time).exclude(
-        funding_payments__funding_time=funding_time
-    )
+    """Open positions of this node's portfolios opened at or before the funding time that have no
+    payment for it yet (each node pays its own portfolios: one payment per position and period)."""
+    return Position.objects.filter(
+        owned_here(), status=Position.Status.OPEN, opened_at__lte=funding_time
+    ).exclude(funding_payments__funding_time=funding_time)
 
 
 def funding_unpaid_count(*, funding_time: datetime) -> int:
-    """How many positions still owe (or are owed) funding for this period."""
+    """How many positions of this node's portfolios still owe (or are owed) funding for this period."""
     return _due_positions(funding_time).count()
 
 
@@ -87,7 +88,8 @@ def funding_amount(*, side: str, quantity: Decimal, mark: Decimal, rate: Decimal
 
 
 def funding_settle(*, funding_time: datetime) -> int:
-    """Pay funding for `funding_time` to every position open then; returns the payments made.
+    """Pay funding for `funding_time` to every position of this node's portfolios open then;
+    returns the payments made.
 
     Idempotent per (position, period): positions already paid are skipped under the portfolio's
     row lock, and the unique constraint on (position, funding_time) stops a racing run that got

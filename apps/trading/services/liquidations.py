@@ -54,7 +54,7 @@ from apps.trading.models import (
     PositionSide,
     Side,
 )
-from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, engine_settings
+from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, engine_settings, owned_here
 from apps.trading.services.fills import order_data, position_data
 from apps.trading.services.risk import (
     ZERO,
@@ -86,8 +86,9 @@ def insurance_fund_balance() -> Decimal:
 
 
 def liquidation_candidates(*, symbol: str, mark: Decimal) -> Iterator[tuple[Any, Any]]:
-    """(position id, portfolio id) of the open positions whose stored liquidation price `mark`
-    has reached, most exposed first, a page at a time.
+    """(position id, portfolio id) of the open positions of this node's portfolios whose stored
+    liquidation price `mark` has reached, most exposed first, a page at a time (each portfolio is
+    liquidated by its home node only).
 
     One query per side and page, each a range on (symbol, side, liquidation_price) ordered by the
     price: ORDER BY + LIMIT keeps PostgreSQL on the index although it cannot know that longs'
@@ -98,7 +99,7 @@ def liquidation_candidates(*, symbol: str, mark: Decimal) -> Iterator[tuple[Any,
         (PositionSide.SHORT, "liquidation_price__lte", "liquidation_price__gte", "liquidation_price"),
     ):
         rows = Position.objects.filter(
-            symbol=symbol, status=Position.Status.OPEN, side=side, **{reached: mark}
+            owned_here(), symbol=symbol, status=Position.Status.OPEN, side=side, **{reached: mark}
         )
         seen: set[Any] = set()
         page = rows
@@ -387,7 +388,8 @@ def margin_calls_check(*, symbol: str, mark: Decimal, table: Sequence[Bracket]) 
     """
     # One range per side, each bounded on both ends, so the index serves both (an OR of the two
     # is estimated as half the table and scanned sequentially).
-    open_here = Q(symbol=symbol, status=Position.Status.OPEN)
+    # This node's portfolios only: the home node watches (and calls) its own accounts.
+    open_here = Q(symbol=symbol, status=Position.Status.OPEN) & owned_here()
     bands = [
         open_here
         & Q(

@@ -52,7 +52,7 @@ from apps.trading.exceptions import (
     UnknownSymbol,
 )
 from apps.trading.models import PLACES, EngineSettings, Instrument, OptionPosition, Portfolio, PositionSide
-from apps.trading.selectors import engine_settings, mark_price
+from apps.trading.selectors import engine_settings, mark_price, owned_here, portfolio_owned_here
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def option_open(
     placed_by: str = "user",
 ) -> OptionPosition:
     """Buy (long) or write (short) an option at the model premium; see the module for cash flows."""
+    portfolio_owned_here(portfolio)  # home_node never changes: refuse before quoting
     if side not in PositionSide.values:
         raise InvalidOrder(f"side must be one of {PositionSide.values}.", side=side)
     now = timezone.now()
@@ -187,6 +188,7 @@ def option_close(*, option: OptionPosition, placed_by: str = "user") -> OptionPo
     taker fee on that value."""
     # Portfolio first, then the option: the lock order of every money movement.
     portfolio = Portfolio.objects.select_for_update().get(pk=option.portfolio_id)
+    portfolio_owned_here(portfolio)
     option = OptionPosition.objects.select_for_update().get(pk=option.pk)
     if option.status != OptionPosition.Status.OPEN:
         raise OptionNotOpen("This option is no longer open.", status=option.status)
@@ -226,15 +228,15 @@ def option_close(*, option: OptionPosition, placed_by: str = "user") -> OptionPo
 
 
 def options_settle_expired(*, now: datetime) -> int:
-    """Settle every open option whose expiry has passed at the underlying's live price; returns how
-    many were settled.
+    """Settle every open option of this node's portfolios whose expiry has passed at the
+    underlying's live price; returns how many were settled (other nodes settle their own).
 
     Idempotent and safe with several workers: each option is claimed with a skip-locked row lock
     and settled only while still open, in its own transaction. Options whose underlying has no
     fresh price stay open for the next run.
     """
     ids = list(
-        OptionPosition.objects.filter(status=OptionPosition.Status.OPEN, expiry__lte=now)
+        OptionPosition.objects.filter(owned_here(), status=OptionPosition.Status.OPEN, expiry__lte=now)
         .order_by("expiry")
         .values_list("pk", flat=True)[:SETTLE_BATCH]
     )

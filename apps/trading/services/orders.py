@@ -52,6 +52,7 @@ from apps.trading.selectors import (
     engine_settings,
     instrument_get,
     mark_prices,
+    portfolio_owned_here,
 )
 from apps.trading.services.fills import (
     ZERO,
@@ -145,6 +146,7 @@ def order_place(
     # Every order of this portfolio, from any request or worker, queues here: the checks below
     # see committed balances and a retried client id sees the order its first attempt wrote.
     portfolio = Portfolio.objects.select_for_update().get(pk=portfolio.pk)
+    portfolio_owned_here(portfolio)
     if client_order_id is not None:
         existing = Order.objects.filter(portfolio=portfolio, client_order_id=client_order_id).first()
         if existing is not None:
@@ -493,6 +495,7 @@ def resting_order_execute(
 def order_cancel(*, order: Order, actor: str = "user") -> Order:
     """Cancel a resting (open or pending) order and release what it reserved."""
     portfolio = Portfolio.objects.select_for_update().get(pk=order.portfolio_id)
+    portfolio_owned_here(portfolio)
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status not in RESTING_ORDER_STATUSES:
         raise OrderNotCancellable(
@@ -507,6 +510,7 @@ def order_cancel(*, order: Order, actor: str = "user") -> Order:
 def position_close(*, position: Position, placed_by: str = "user") -> Order:
     """Close an open position with a reduce-only market order for its whole quantity."""
     portfolio = Portfolio.objects.select_for_update().get(pk=position.portfolio_id)
+    portfolio_owned_here(portfolio)
     position = Position.objects.select_for_update().get(pk=position.pk)
     if position.status != Position.Status.OPEN:
         raise PositionNotOpen(f"The position is {position.status}.", status=position.status)

@@ -47,7 +47,13 @@ from apps.trading.models import (
     Portfolio,
     Position,
 )
-from apps.trading.selectors import brackets_of, engine_settings, mark_price, mark_prices
+from apps.trading.selectors import (
+    brackets_of,
+    engine_settings,
+    mark_price,
+    mark_prices,
+    portfolio_owned_here,
+)
 from apps.trading.services.fills import position_data
 from apps.trading.services.risk import (
     ZERO,
@@ -104,6 +110,7 @@ def position_margin_adjust(*, position: Position, amount: Decimal, actor: str) -
     available cash (InsufficientFunds). The liquidation price is recomputed.
     """
     portfolio, position = _lock(position.pk)
+    portfolio_owned_here(portfolio)
     if position.status != Position.Status.OPEN:
         raise PositionNotOpen("The position is not open.", status=position.status)
     if position.margin_mode != MarginMode.ISOLATED:
@@ -335,6 +342,7 @@ def _leverage_change(
         idempotency_key=key[:64],
         liquidation_price_before=position.liquidation_price,
     )
+    portfolio_owned_here(portfolio)  # after the audit fields: the refusal is audited
     if position.status != Position.Status.OPEN:
         raise PositionNotOpen("The position is not open.", status=position.status)
     if key:

@@ -14,7 +14,7 @@ from apps.markets.models import AGGREGATE_SOURCE
 from apps.markets.selectors_candles import bars_select
 from apps.trading.exceptions import PriceUnavailable
 from apps.trading.models import PredictionHistory, Strategy
-from apps.trading.selectors import mark_price
+from apps.trading.selectors import mark_price, owned_here
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +52,17 @@ def prediction_record(
 
 
 def predictions_resolve(*, now: datetime) -> int:
-    """Fill actual_price, correct and resolved_at of every prediction whose horizon has passed;
-    returns how many were resolved.
+    """Fill actual_price, correct and resolved_at of every prediction of this node's bots (whose
+    portfolio it owns, as bots_run_due) whose horizon has passed; returns how many were resolved.
 
     The actual price is the close of the 1m candle at the horizon when one is stored, else the live
     price. A prediction with neither stays open for the next run. Each prediction is claimed with a
     skip-locked row lock and resolved only once, so concurrent runs do not collide.
     """
     candidates = list(
-        PredictionHistory.objects.filter(resolved_at__isnull=True, predicted_at__lte=now)
+        PredictionHistory.objects.filter(
+            owned_here("strategy__portfolio"), resolved_at__isnull=True, predicted_at__lte=now
+        )
         .order_by("predicted_at")
         .values_list("pk", "predicted_at", "horizon_seconds")[:RESOLVE_BATCH]
     )

@@ -24,7 +24,13 @@ from django.db.models import Sum
 from apps.trading.engine import margin
 from apps.trading.engine.margin import Bracket
 from apps.trading.models import MarginMode, Order, Portfolio, Position
-from apps.trading.selectors import RESTING_ORDER_STATUSES, bracket_tables, brackets_of, mark_prices
+from apps.trading.selectors import (
+    RESTING_ORDER_STATUSES,
+    bracket_tables,
+    brackets_of,
+    mark_prices,
+    owned_here,
+)
 from apps.trading.services.fills import funds_available
 
 ZERO = Decimal(0)
@@ -250,14 +256,15 @@ def positions_refresh_liquidation_prices(*, portfolio: Portfolio) -> None:
 
 
 def cross_liquidation_prices_refresh() -> int:
-    """Refresh the stored liquidation prices of every portfolio holding cross positions.
+    """Refresh the stored liquidation prices of every portfolio of this node holding cross
+    positions (other nodes refresh their own).
 
     A cross position's liquidation price moves with the marks of the account's other symbols,
     which liquidations_check (indexed on the stored price of one symbol) cannot see: this
     periodic pass keeps the stored prices close. Returns how many prices changed.
     """
     portfolio_ids = list(
-        Position.objects.filter(status=Position.Status.OPEN, margin_mode=MarginMode.CROSS)
+        Position.objects.filter(owned_here(), status=Position.Status.OPEN, margin_mode=MarginMode.CROSS)
         .order_by()
         .values_list("portfolio_id", flat=True)
         .distinct()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from apps.trading.models import Portfolio, PortfolioSnapshot
+from apps.trading.selectors import owned_here
 from apps.trading.services.accounts import account_summaries
 
 SNAPSHOT_INTERVAL = timedelta(minutes=15)
@@ -19,10 +20,11 @@ def snapshot_slot(*, now: datetime, interval: timedelta = SNAPSHOT_INTERVAL) -> 
 
 
 def snapshots_take(*, taken_at: datetime) -> int:
-    """One snapshot per portfolio at `taken_at`, valued at the live marks; returns how many were
-    written. Idempotent per (portfolio, taken_at): portfolios already snapshotted are skipped, and
-    the unique constraint makes a racing run's duplicates no-ops."""
-    pending = Portfolio.objects.exclude(snapshots__taken_at=taken_at).order_by("id")
+    """One snapshot per portfolio of this node (other nodes snapshot their own) at `taken_at`,
+    valued at the live marks; returns how many were written. Idempotent per (portfolio,
+    taken_at): portfolios already snapshotted are skipped, and the unique constraint makes a
+    racing run's duplicates no-ops."""
+    pending = Portfolio.objects.filter(owned_here("")).exclude(snapshots__taken_at=taken_at).order_by("id")
     written = 0
     last_id = None
     while True:

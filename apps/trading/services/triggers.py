@@ -3,6 +3,9 @@
 Called by the engine runner (services/engine.py) for every price batch, and by a periodic sweep
 as a safety net. One query per call finds every crossed order of every symbol; when nothing
 crosses, that query (plus one for the tradable symbols) is all the order side costs.
+
+Only the orders and positions of this node's portfolios (home_node) are evaluated: every node of
+the mesh sees the same prices, and each portfolio's money is moved by its home node alone.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from apps.trading.models import Instrument, Order, Portfolio, Side
-from apps.trading.selectors import RESTING_ORDER_STATUSES, engine_settings, mark_prices
+from apps.trading.selectors import RESTING_ORDER_STATUSES, engine_settings, mark_prices, owned_here
 from apps.trading.services.liquidations import liquidations_check
 from apps.trading.services.orders import (
     STOP_TYPES,
@@ -110,12 +113,13 @@ def crossed_filter(symbol: str, price: Decimal) -> Q:
 
 
 def crossed_orders(*, prices: Mapping[str, Decimal]) -> list[tuple[UUID, UUID, str]]:
-    """(order id, portfolio id, symbol) of every resting order the prices cross, oldest first."""
+    """(order id, portfolio id, symbol) of every resting order of this node's portfolios the
+    prices cross, oldest first."""
     if not prices:
         return []
     condition = reduce(operator.or_, (crossed_filter(symbol, price) for symbol, price in prices.items()))
     return list(
-        Order.objects.filter(condition)
+        Order.objects.filter(condition, owned_here())
         .order_by("created_at", "id")
         .values_list("id", "portfolio_id", "symbol")
     )

@@ -1,0 +1,416 @@
+"""Node-to-node replication benchmark: two real nodes (osaka -> seoul) on loopback, no nemesis.
+
+Scenarios (each prints one line of the results table):
+  updates   N existing orders updated on osaka with one QuerySet.update(); time until seoul has
+            applied them all (rows/s). Median of --rounds rounds.
+  append    N portfolio snapshots bulk-created on osaka through the manager; a fresh seoul joins
+            and catches up through backlog sync (rows/s).
+  lag       orders written on osaka one per transaction at --rate per second for --seconds; a
+            trigger on seoul's table stamps clock_timestamp() inside the apply transaction; lag =
+            arrival - the row's created_at (same machine clock). p50 / p99 / max.
+  priority  seoul's worker stopped while osaka bulk-creates a --backlog-row snapshot backlog; then
+            the worker starts and orders are written at --order-rate per second while the backlog
+            drains: orders-lane lag p50/p99 during the drain, and the drain rate.
+
+Run from the repository root (PostgreSQL and Redis on 127.0.0.1):
+  /tmp/venv/bin/python bench/sync_mesh.py              # all scenarios
+  /tmp/venv/bin/python bench/sync_mesh.py --only lag   # one
+Databases haunt_mesh_bench_*, Redis db 8, data in /tmp/hd_m/bench_*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.mesh import harness
+from tests.integration.mesh.harness import Mesh, Node
+
+USERNAME = "benchuser"
+TARGETS = {"updates": 8000, "append": 30000, "lag_p99_ms": 50, "priority_p99_ms": 50}
+
+SETUP_SCRIPT = """
+from decimal import Decimal
+from django.contrib.auth.models import User
+from apps.trading.models import Portfolio
+user, _ = User.objects.get_or_create(username={username!r})
+if {create_portfolio!r}:
+    portfolio, _ = Portfolio.objects.get_or_create(
+        user=user, name="bench",
+        defaults=dict(cash=Decimal("1000000"), initial_cash=Decimal("1000000"), is_active=True, home_node={node!r}),
+    )
+    print("PORTFOLIO", portfolio.pk)
+"""
+
+ORDERS_SCRIPT = """
+import time
+from decimal import Decimal
+from apps.trading.models import Order, Portfolio
+portfolio = Portfolio.objects.get(pk={portfolio!r})
+rows = [
+    Order(portfolio=portfolio, client_order_id=f"{prefix}-{{i}}", symbol="btc", side="buy", type="limit",
+          quantity=Decimal("0.01"), price=Decimal("50000"), status="open")
+    for i in range({count})
+]
+for start in range(0, len(rows), 5000):
+    Order.objects.bulk_create(rows[start:start + 5000])
+print("DONE", time.time())
+"""
+
+UPDATE_SCRIPT = """
+import time
+from django.db import transaction
+from apps.trading.models import Order
+with transaction.atomic():
+    n = Order.objects.filter(portfolio_id={portfolio!r}, client_order_id__startswith={prefix!r}).update(reject_reason={value!r})
+print("UPDATED", n, time.time())
+"""
+
+SNAPSHOTS_SCRIPT = """
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from django.db import transaction
+from apps.trading.models import PortfolioSnapshot
+base = datetime({year}, 1, 1, tzinfo=timezone.utc)
+started = time.time()
+for start in range(0, {count}, 5000):
+    rows = [
+        PortfolioSnapshot(portfolio_id={portfolio!r}, taken_at=base + timedelta(seconds=i), equity=Decimal("1000000"),
+                          cash=Decimal("1000000"), unrealized_pnl=Decimal(0), realized_pnl=Decimal(0), used_margin=Decimal(0))
+        for i in range(start, min(start + 5000, {count}))
+    ]
+    with transaction.atomic():
+        PortfolioSnapshot.objects.bulk_create(rows)
+print("DONE", time.time() - started)
+"""
+
+PROBE_SCRIPT = """
+import time
+from decimal import Decimal
+from django.utils import timezone
+from apps.trading.models import Order, Portfolio
+portfolio = Portfolio.objects.get(pk={portfolio!r})
+interval = 1.0 / {rate}
+deadline = time.monotonic() + {seconds}
+next_at = time.monotonic()
+n = 0
+while time.monotonic() < deadline:
+    Order.objects.create(portfolio=portfolio, client_order_id=f"{prefix}-{{n}}", symbol="eth", side="sell", type="limit",
+                         quantity=Decimal("0.1"), price=Decimal("9000"), status="open", created_at=timezone.now())
+    n += 1
+    next_at += interval
+    delay = next_at - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+print("PROBES", n)
+"""
+
+ARRIVALS_SQL = """
+CREATE TABLE IF NOT EXISTS bench_arrivals (id uuid PRIMARY KEY, arrived timestamptz NOT NULL);
+CREATE OR REPLACE FUNCTION bench_arrival() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO bench_arrivals VALUES (NEW.id, clock_timestamp()) ON CONFLICT DO NOTHING;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS bench_arrival ON trading_order;
+CREATE TRIGGER bench_arrival AFTER INSERT ON trading_order FOR EACH ROW EXECUTE FUNCTION bench_arrival();
+"""
+
+
+def count(node: Node, sql: str, params: list[Any] | None = None) -> int:
+    with node.connect() as conn:
+        row = conn.execute(sql, params or []).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_count(
+    node: Node, sql: str, params: list[Any], target: int, *, timeout: float, poll: float = 0.02
+) -> float:
+    """Wall time when the count reached target (raises on timeout)."""
+    deadline = time.monotonic() + timeout
+    with node.connect() as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(sql, params).fetchone()
+            if row and int(row[0]) >= target:
+                return time.time()
+            time.sleep(poll)
+    raise TimeoutError(
+        f"{node.name}: {sql} {params} did not reach {target} in {timeout} s (at {row and row[0]})"
+    )
+
+
+def marker(output: str, word: str) -> list[str]:
+    for line in output.splitlines():
+        if line.startswith(word + " "):
+            return line.split()[1:]
+    raise AssertionError(f"no {word} line in:\n{output[-2000:]}")
+
+
+def lag_percentiles(node: Node, prefix: str) -> dict[str, float]:
+    with node.connect() as conn:
+        row = conn.execute(
+            """
+            SELECT count(*),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
+                   max(lag)
+            FROM (SELECT extract(epoch FROM a.arrived - o.created_at) * 1000 AS lag
+                  FROM trading_order o JOIN bench_arrivals a ON a.id = o.id
+                  WHERE o.client_order_id LIKE %s) t
+            """,
+            [prefix + "-%"],
+        ).fetchone()
+    assert row is not None
+    return {"n": int(row[0]), "p50": float(row[1] or 0), "p99": float(row[2] or 0), "max": float(row[3] or 0)}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results: list[dict[str, Any]] = []
+        env = {"HAUNT_SYNC_BATCH_ROWS": str(args.batch_rows)} if args.batch_rows else {}
+        self.template = harness.template_database(log_dir=harness.DATA_ROOT / "bench_logs")
+        self.env = env
+        self.mesh: Mesh | None = None
+        self.portfolio = ""
+
+    def node(self, name: str) -> Node:
+        return Node(f"bench-{name}", "bench", extra_env=self.env)
+
+    def start_pair(self, *, b_worker: bool = True) -> tuple[Node, Node]:
+        a, b = self.node("osaka"), self.node("seoul")
+        for node in (a, b):
+            node.create(template=self.template)
+        self.portfolio = marker(
+            a.shell(SETUP_SCRIPT.format(username=USERNAME, create_portfolio=True, node=a.name)), "PORTFOLIO"
+        )[0]
+        b.shell(SETUP_SCRIPT.format(username=USERNAME, create_portfolio=False, node=b.name))
+        self.mesh = Mesh(nodes={a.name: a, b.name: b}, nemesis=harness.Nemesis(), primary=a.name)
+        for node in (a, b):
+            node.start_web()
+        for node in (a, b):
+            node.wait_ready()
+        self.mesh.wire(a, [b], proxied=False)
+        a.start_worker()
+        if b_worker:
+            b.start_worker()
+        with b.connect() as conn:
+            conn.execute(ARRIVALS_SQL)
+        wait_count(b, "SELECT count(*) FROM trading_portfolio WHERE id = %s", [self.portfolio], 1, timeout=60)
+        return a, b
+
+    def record(self, scenario: str, **figures: Any) -> None:
+        row = {"scenario": scenario, **figures}
+        self.results.append(row)
+        print(json.dumps(row), flush=True)
+
+    # --- scenarios
+    def updates(self, a: Node, b: Node) -> None:
+        n = self.args.update_rows
+        a.shell(ORDERS_SCRIPT.format(portfolio=self.portfolio, prefix="upd", count=n), timeout=600)
+        wait_count(
+            b, "SELECT count(*) FROM trading_order WHERE client_order_id LIKE 'upd-%%'", [], n, timeout=300
+        )
+        rates = []
+        for round_ in range(self.args.rounds):
+            value = f"bench-{round_}"
+            out = a.shell(
+                UPDATE_SCRIPT.format(portfolio=self.portfolio, prefix="upd-", value=value), timeout=600
+            )
+            updated, committed = marker(out, "UPDATED")
+            done = wait_count(
+                b,
+                "SELECT count(*) FROM trading_order WHERE reject_reason = %s",
+                [value],
+                int(updated),
+                timeout=300,
+            )
+            rates.append(int(updated) / max(1e-6, done - float(committed)))
+            print(f"  updates round {round_}: {updated} rows in {done - float(committed):.2f} s", flush=True)
+        self.record(
+            "updates",
+            rows=n,
+            rows_per_s=round(statistics.median(rates)),
+            rounds=[round(r) for r in rates],
+            target=TARGETS["updates"],
+        )
+
+    def append(self) -> None:
+        a = self.node("osaka")
+        a.create(template=self.template)
+        self.portfolio = marker(
+            a.shell(SETUP_SCRIPT.format(username=USERNAME, create_portfolio=True, node=a.name)), "PORTFOLIO"
+        )[0]
+        n = self.args.append_rows
+        out = a.shell(SNAPSHOTS_SCRIPT.format(portfolio=self.portfolio, count=n, year=2020), timeout=1200)
+        print(f"  bulk-created {n} snapshots on osaka in {float(marker(out, 'DONE')[0]):.1f} s", flush=True)
+        b = self.node("seoul")
+        b.create(template=self.template)
+        b.shell(SETUP_SCRIPT.format(username=USERNAME, create_portfolio=False, node=b.name))
+        self.mesh = Mesh(nodes={a.name: a, b.name: b}, nemesis=harness.Nemesis(), primary=a.name)
+        for node in (a, b):
+            node.start_web()
+            node.wait_ready()
+        self.mesh.wire(a, [b], proxied=False)
+        started = time.time()
+        b.start_worker()
+        first = wait_count(b, "SELECT count(*) FROM trading_portfoliosnapshot", [], 1, timeout=120, poll=0.01)
+        done = wait_count(b, "SELECT count(*) FROM trading_portfoliosnapshot", [], n, timeout=1200, poll=0.1)
+        self.record(
+            "append",
+            rows=n,
+            rows_per_s=round(n / (done - first)),
+            seconds_from_worker_start=round(done - started, 2),
+            seconds_first_to_last=round(done - first, 2),
+            target=TARGETS["append"],
+        )
+        self.mesh.stop()
+        a.drop()
+        b.drop()
+
+    def lag(self, a: Node, b: Node) -> None:
+        rate, seconds = self.args.rate, self.args.seconds
+        out = a.shell(
+            PROBE_SCRIPT.format(portfolio=self.portfolio, prefix="lag", rate=rate, seconds=seconds),
+            timeout=seconds + 120,
+        )
+        probes = int(marker(out, "PROBES")[0])
+        wait_count(
+            b,
+            "SELECT count(*) FROM trading_order WHERE client_order_id LIKE 'lag-%%'",
+            [],
+            probes,
+            timeout=120,
+        )
+        figures = lag_percentiles(b, "lag")
+        self.record(
+            "lag",
+            rate=rate,
+            achieved_rate=round(probes / seconds, 1),
+            **{k: round(v, 2) for k, v in figures.items()},
+            target_p99_ms=TARGETS["lag_p99_ms"],
+        )
+
+    def priority(self, a: Node, b: Node) -> None:
+        n = self.args.backlog_rows
+        b.stop()
+        b.start_web()
+        b.wait_ready()
+        a.shell(SNAPSHOTS_SCRIPT.format(portfolio=self.portfolio, count=n, year=2021), timeout=1200)
+        before = count(b, "SELECT count(*) FROM trading_portfoliosnapshot")
+        b.start_worker()
+        started = time.time()
+        seconds = self.args.priority_seconds
+        writer = subprocess.Popen(
+            [harness.PYTHON, "manage.py", "shell", "--no-startup", "--interface", "python"],
+            cwd=harness.ROOT, env=a.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        out, _ = writer.communicate(
+            PROBE_SCRIPT.format(
+                portfolio=self.portfolio, prefix="prio", rate=self.args.order_rate, seconds=seconds
+            ),
+            timeout=seconds + 120,
+        )
+        probes = int(marker(out, "PROBES")[0])
+        drained_at = wait_count(
+            b, "SELECT count(*) FROM trading_portfoliosnapshot", [], before + n, timeout=1200, poll=0.1
+        )
+        wait_count(
+            b,
+            "SELECT count(*) FROM trading_order WHERE client_order_id LIKE 'prio-%%'",
+            [],
+            probes,
+            timeout=120,
+        )
+        drain_s = drained_at - started
+        figures = lag_percentiles(b, "prio")
+        self.record(
+            "priority",
+            backlog_rows=n,
+            drain_s=round(drain_s, 2),
+            drain_rows_per_s=round(n / drain_s),
+            order_rate=self.args.order_rate,
+            orders_during=probes,
+            overlap="full"
+            if drain_s >= seconds
+            else f"orders outlasted the drain ({drain_s:.1f} s < {seconds} s)",
+            **{f"orders_{k}": round(v, 2) for k, v in figures.items()},
+            target_p99_ms=TARGETS["priority_p99_ms"],
+        )
+
+    def run(self) -> None:
+        only = set(self.args.only or ["updates", "append", "lag", "priority"])
+        try:
+            if only & {"updates", "lag", "priority"}:
+                a, b = self.start_pair()
+                try:
+                    if "updates" in only:
+                        self.updates(a, b)
+                    if "lag" in only:
+                        self.lag(a, b)
+                    if "priority" in only:
+                        self.priority(a, b)
+                finally:
+                    assert self.mesh is not None
+                    self.mesh.stop()
+                    if not self.args.keep:
+                        a.drop()
+                        b.drop()
+            if "append" in only:
+                self.append()
+        finally:
+            if self.mesh is not None:
+                self.mesh.stop()
+        self.table()
+
+    def table(self) -> None:
+        print()
+        print(f"sync_mesh benchmark  nproc={os.cpu_count()}  batch_rows={self.args.batch_rows or 'default'}")
+        print(f"{'scenario':<10} {'figure':<44} {'target':<16} {'ok'}")
+        for row in self.results:
+            scenario = row["scenario"]
+            if scenario == "updates" or scenario == "append":
+                figure, target, ok = (
+                    f"{row['rows_per_s']:,} rows/s ({row['rows']:,} rows)",
+                    f">= {row['target']:,}/s",
+                    row["rows_per_s"] >= row["target"],
+                )
+            elif scenario == "lag":
+                figure = f"p50 {row['p50']} ms, p99 {row['p99']} ms, max {row['max']} ms @ {row['achieved_rate']}/s"
+                target, ok = f"p99 <= {row['target_p99_ms']} ms", row["p99"] <= row["target_p99_ms"]
+            else:
+                figure = f"orders p50 {row['orders_p50']} / p99 {row['orders_p99']} ms; drain {row['drain_rows_per_s']:,}/s"
+                target, ok = f"p99 <= {row['target_p99_ms']} ms", row["orders_p99"] <= row["target_p99_ms"]
+            print(f"{scenario:<10} {figure:<44} {target:<16} {'yes' if ok else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", action="append", choices=["updates", "append", "lag", "priority"])
+    parser.add_argument("--update-rows", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--append-rows", type=int, default=200000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--backlog-rows", type=int, default=100000)
+    parser.add_argument("--order-rate", type=float, default=100.0)
+    parser.add_argument("--priority-seconds", type=float, default=10.0)
+    parser.add_argument("--batch-rows", type=int, default=0, help="HAUNT_SYNC_BATCH_ROWS for the workers.")
+    parser.add_argument("--keep", action="store_true", help="Keep the databases.")
+    Bench(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Pullers: verify, apply, ack; checksum and clock-drift failures; breaker; lanes; shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from apps.sync.breaker import BreakerState, CircuitBreaker
+from apps.sync.clients import PeerEndpoint, PeerResponse, PeerUnavailable
+from apps.sync.models import Peer, SyncSession
+from apps.sync.transport import worker_state_key
+from apps.sync.worker import LanePuller, PullConfig, SyncWorker
+from tests.sync.transport.conftest import SECRET, PlaneDouble, make_peer
+from tests.sync.transport.fakes import FakeApplier, FakeFeed, fake_page_verify
+
+
+class FakePeerClient:
+    """Serves a FakeFeed as the peer would (the edge: no HTTP)."""
+
+    def __init__(self, feed: FakeFeed, *, caller: str = "local") -> None:
+        self.feed_source = feed
+        self.caller = caller
+        self.acks: list[dict[str, int]] = []
+        self.down = False
+        self.tamper = False
+        self.feed_calls = 0
+
+    def _response(self, body: Any) -> PeerResponse:
+        return PeerResponse(
+            body=body, status=200, wire_bytes=100, rtt_ms=2.0, server_elapsed_ms=1.0, clock_offset_ms=3.0
+        )
+
+    def feed(self, *, lane: int, since: int, limit: int, wait: float) -> PeerResponse:
+        self.feed_calls += 1
+        if self.down:
+            raise PeerUnavailable("unreachable", "peer down")
+        deadline = time.monotonic() + min(wait, 0.05)
+        while True:
+            page = self.feed_source.feed_page(lane=lane, since=since, limit=limit, exclude_origin=self.caller)
+            if page["rows"] or page["next"] != since or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        if self.tamper and page["rows"]:
+            page["rows"][0]["data"] = {"qty": "tampered"}
+        return self._response(page)
+
+    def ack(self, *, acks: list[dict[str, int]]) -> PeerResponse:
+        self.acks.extend(acks)
+        return self._response({"moved": len(acks)})
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def applier(plane_double: PlaneDouble) -> FakeApplier:
+    fake = FakeApplier()
+    plane_double("batch_apply", fake.batch_apply)
+    plane_double("cursor_get", fake.cursor_get)
+    plane_double("page_verify", fake_page_verify)
+    return fake
+
+
+def make_puller(
+    peer: Peer, client: FakePeerClient, *, lane: int = 0, breaker: CircuitBreaker | None = None
+) -> LanePuller:
+    endpoint = PeerEndpoint(name=peer.name, url=peer.url, key_id=peer.key_id, secret=SECRET)
+    puller = LanePuller(
+        peer_id=peer.pk,
+        endpoint=endpoint,
+        lane=lane,
+        client=client,  # type: ignore[arg-type]
+        breaker=breaker or CircuitBreaker(failure_threshold=3),
+        config=PullConfig(limit=100, wait_s=0.05),
+        stop=threading.Event(),
+    )
+    puller.sleep = lambda seconds: None  # type: ignore[method-assign]  # no real backoff in unit tests
+    return puller
+
+
+@pytest.mark.django_db
+def test_a_step_verifies_applies_and_acknowledges_a_page(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(3):
+        feed.write()
+    client = FakePeerClient(feed)
+    puller = make_puller(peer, client)
+
+    puller.step()
+
+    assert [row["seq"] for row in applier.applied] == [1, 2, 3]
+    assert applier.cursors[(peer.name, 0)] == 3 == puller.stats.cursor
+    assert client.acks == [{"lane": 0, "seq": 3}]  # caught up: ack at once
+    session = SyncSession.objects.get(peer=peer)
+    assert (session.rows, session.batches, session.outcome) == (3, 1, "running")
+
+
+@pytest.mark.django_db
+def test_a_page_with_a_bad_checksum_is_not_applied(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    feed.write()
+    client = FakePeerClient(feed)
+    client.tamper = True
+    puller = make_puller(peer, client)
+
+    puller.step()
+
+    assert applier.applied == [] and puller.stats.cursor == 0
+    assert "checksum" in puller.stats.last_error.lower()
+    failure = SyncSession.objects.get(peer=peer)
+    assert failure.outcome == "error" and "checksum" in failure.error.lower()
+
+
+@pytest.mark.django_db
+def test_clock_drift_quarantines_the_link_without_stopping_it(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    feed.write()
+    applier.drift = True
+    puller = make_puller(peer, FakePeerClient(feed))
+
+    puller.step()
+    puller.step()  # still pulling: the page is retried, never adopted
+
+    assert puller.stats.quarantined and "future" in puller.stats.quarantine_reason
+    assert applier.applied == [] and puller.stats.cursor == 0
+    # One history row for the quarantine, not one per retry.
+    assert list(SyncSession.objects.values_list("outcome", flat=True)) == ["quarantined"]
+
+    applier.drift = False
+    puller.step()
+
+    assert not puller.stats.quarantined
+    assert puller.stats.cursor == 1
+
+
+@pytest.mark.django_db
+def test_repeated_failures_open_the_breaker_and_stop_requests(peer: Peer, applier: FakeApplier):
+    client = FakePeerClient(FakeFeed())
+    client.down = True
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout_s=60)
+    puller = make_puller(peer, client, breaker=breaker)
+
+    for _ in range(6):
+        puller.step()
+
+    assert breaker.state is BreakerState.OPEN
+    assert client.feed_calls == 3  # the breaker held back the other three
+    assert puller.stats.last_error == "peer down"
+
+
+@pytest.mark.django_db
+def test_the_cursor_is_read_from_the_data_plane_at_start(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(5):
+        feed.write()
+    applier.cursors[(peer.name, 0)] = 3  # a previous run applied 1..3, then was killed
+    puller = make_puller(peer, FakePeerClient(feed))
+
+    puller.load_cursor()
+    puller.step()
+
+    assert [row["seq"] for row in applier.applied] == [4, 5]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_orders_lane_is_not_held_up_by_an_analytics_backlog(plane_double: PlaneDouble, monkeypatch):
+    peer = make_peer("seoul")
+    feed = FakeFeed(node="seoul")
+    for _ in range(3000):
+        feed.write(lane=9)
+    applier = FakeApplier()
+    applied_at: dict[int, float] = {}
+
+    def slow_apply(*, peer: str, lane: int, page: dict[str, Any]) -> Any:
+        if lane == 9:
+            time.sleep(0.1)  # a heavy analytics batch
+        for row in page["rows"]:
+            applied_at[row["seq"]] = time.monotonic()
+        return applier.batch_apply(peer=peer, lane=lane, page=page)
+
+    plane_double("batch_apply", slow_apply)
+    plane_double("cursor_get", applier.cursor_get)
+    plane_double("page_verify", fake_page_verify)
+    plane_double("lanes", lambda: [0, 9])
+    client = FakePeerClient(feed)
+    monkeypatch.setattr("apps.sync.worker.PeerClient", lambda endpoint, **kwargs: client)
+    worker = SyncWorker(config=PullConfig(limit=100, wait_s=0.05), publish_s=0.05)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        time.sleep(0.3)  # the backlog is draining
+        order = feed.write(lane=0)
+        written = time.monotonic()
+        deadline = written + 5
+        while order["seq"] not in applied_at and time.monotonic() < deadline:
+            time.sleep(0.01)
+        backlog_left = 3000 - len([s for s in applied_at if s <= 3000])
+    finally:
+        worker.stop()
+        runner.join(timeout=10)
+
+    assert order["seq"] in applied_at
+    # Not queued behind the lane-9 backlog (~3 s of batches); loose bound for a loaded 2-core box.
+    assert applied_at[order["seq"]] - written < 1.5
+    assert backlog_left > 0  # the backlog was indeed still draining
+    assert not runner.is_alive()
+    assert all(not p.is_alive() for link in worker.links.values() for p in link.pullers.values())
+    assert set(SyncSession.objects.filter(peer=peer).values_list("outcome", flat=True)) == {"stopped"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_publishes_link_state_for_mesh_status(plane_double: PlaneDouble, monkeypatch):
+    make_peer("seoul")
+    feed = FakeFeed(node="seoul")
+    feed.write(lane=0)
+    applier = FakeApplier()
+    plane_double("batch_apply", applier.batch_apply)
+    plane_double("cursor_get", applier.cursor_get)
+    plane_double("page_verify", fake_page_verify)
+    plane_double("lanes", lambda: [0])
+    client = FakePeerClient(feed)
+    monkeypatch.setattr("apps.sync.worker.PeerClient", lambda endpoint, **kwargs: client)
+    worker = SyncWorker(config=PullConfig(limit=100, wait_s=0.05), publish_s=0.05)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        state = None
+        while time.monotonic() < deadline:
+            state = cache.get(worker_state_key())
+            if state and state["links"].get("seoul/0", {}).get("cursor") == 1:
+                break
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+        runner.join(timeout=10)
+
+    assert state is not None
+    link = state["links"]["seoul/0"]
+    assert link["cursor"] == 1 and link["breaker"] == "closed" and link["alive"]
+    assert link["clockOffsetMs"] == 3.0
+    assert cache.get(worker_state_key()) is None  # cleared on shutdown
+
+
+@pytest.mark.django_db
+def test_force_resets_open_breakers_and_wakes_sleeping_pullers(peer: Peer, applier: FakeApplier):
+    from apps.sync.transport import sync_force_request
+    from apps.sync.worker import PeerLink
+
+    worker = SyncWorker()
+    worker._force_seen = cache.get("sync:force:local")
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=60)
+    breaker.record_failure("down")
+    client = FakePeerClient(FakeFeed())
+    puller = make_puller(peer, client, breaker=breaker)
+    worker.links[peer.pk] = PeerLink(
+        peer_id=peer.pk,
+        endpoint=puller.endpoint,
+        client=client,  # type: ignore[arg-type]
+        breaker=breaker,
+        stop=threading.Event(),
+        pullers={0: puller},
+    )
+    assert breaker.state is BreakerState.OPEN
+
+    sync_force_request()
+    worker._force_check()
+
+    assert breaker.state is BreakerState.CLOSED
+    assert puller.wake.is_set()

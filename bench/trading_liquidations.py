@@ -46,6 +46,7 @@ from django.db import connection  # noqa: E402
 
 from apps.markets.services.aggregation import AggregatedPrice  # noqa: E402
 from apps.markets.services.store import price_store  # noqa: E402
+from apps.sync.models import current_node_id  # noqa: E402
 from apps.sync.models.base import capture_disabled  # noqa: E402
 from apps.trading.engine import margin  # noqa: E402
 from apps.trading.models import Liquidation, Portfolio, Position  # noqa: E402
@@ -100,7 +101,7 @@ def build(count: int, rng: random.Random) -> None:
             name=f"p{index}",
             cash=cash.quantize(Decimal("0.000000000001")),
             initial_cash=cash.quantize(Decimal("0.000000000001")),
-            home_node="bench",
+            home_node=current_node_id(),
         )
         portfolios.append(portfolio)
         positions.append(

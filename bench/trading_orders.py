@@ -74,6 +74,7 @@ def prepare(portfolios: int) -> list[Any]:
     from django.core.management import call_command
 
     from apps.markets.services.store import redis_client
+    from apps.sync.models import current_node_id
     from apps.trading.models import Portfolio
 
     redis_client(REDIS_URL).flushdb()
@@ -90,7 +91,7 @@ def prepare(portfolios: int) -> list[Any]:
                 cash=Decimal("1000000000"),
                 initial_cash=Decimal("1000000000"),
                 is_active=True,
-                home_node="bench",
+                home_node=current_node_id(),
             )
         )
     return rows

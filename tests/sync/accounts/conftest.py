@@ -4,17 +4,13 @@ tests/sync/data/conftest.py, under its own alias so both suites can run in one s
 
 from __future__ import annotations
 
-import copy
 import io
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
@@ -22,6 +18,7 @@ from django.test import override_settings
 from apps.sync.apply import ApplyResult, batch_apply
 from apps.sync.capture import invalidate_configs
 from apps.sync.feed import cursor_get, feed_page
+from tests.sync.databases import extra_database
 
 NODE_B = "accounts_b"
 A, B = "osaka", "seoul"
@@ -29,50 +26,9 @@ ALIASES = {A: "default", B: NODE_B}
 USERS_LANE = 2
 
 
-def _postgres_admin(params: dict[str, Any]) -> Any:
-    import psycopg
-
-    return psycopg.connect(
-        dbname="postgres",
-        user=params.get("USER") or None,
-        password=params.get("PASSWORD") or None,
-        host=params.get("HOST") or None,
-        port=params.get("PORT") or None,
-        autocommit=True,
-    )
-
-
 @pytest.fixture(scope="session")
 def node_b_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
-    params = copy.deepcopy(connections["default"].settings_dict)
-    vendor = connections["default"].vendor
-    if vendor == "postgresql":
-        params["NAME"] = f"{params['NAME']}_accounts_b"
-        with _postgres_admin(params) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{params["NAME"]}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{params["NAME"]}"')
-    else:
-        path = Path(os.environ.get("HAUNT_DATA_DIR", "/tmp")) / "test_accounts_b.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        params["NAME"] = str(path)
-    params["TEST"] = {**params.get("TEST", {}), "NAME": params["NAME"], "MIRROR": None}
-    connections.settings[NODE_B] = params
-    django_settings.DATABASES[NODE_B] = params
-    with django_db_blocker.unblock():
-        call_command("migrate", database=NODE_B, verbosity=0, interactive=False)
-    yield NODE_B
-    with django_db_blocker.unblock():
-        connection = connections[NODE_B]
-        close_pool = getattr(connection, "close_pool", None)
-        if close_pool is not None:
-            close_pool()
-        connection.close()
-        if vendor == "postgresql":
-            with _postgres_admin(params) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{params["NAME"]}" WITH (FORCE)')
-    connections.settings.pop(NODE_B, None)
-    django_settings.DATABASES.pop(NODE_B, None)
+    yield from extra_database(NODE_B, django_db_blocker)
 
 
 @contextmanager

@@ -3,74 +3,29 @@ session), and helpers to write as a node and to sync one node from another."""
 
 from __future__ import annotations
 
-import copy
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
-from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
 
 from apps.sync.apply import batch_apply
 from apps.sync.capture import invalidate_configs
 from apps.sync.feed import cursor_get, feed_page, lanes, rows_serialize
+from tests.sync.databases import extra_database
 
 NODE2 = "node2"
 A, B = "osaka", "seoul"
 ALIASES = {A: "default", B: NODE2}
 
 
-def _postgres_admin(params: dict[str, Any]) -> Any:
-    import psycopg
-
-    return psycopg.connect(
-        dbname="postgres",
-        user=params.get("USER") or None,
-        password=params.get("PASSWORD") or None,
-        host=params.get("HOST") or None,
-        port=params.get("PORT") or None,
-        autocommit=True,
-    )
-
-
 @pytest.fixture(scope="session")
 def node2_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
     """Register and migrate the "node2" database alias (test_<name>_node2 / a second SQLite file)."""
-    params = copy.deepcopy(connections["default"].settings_dict)
-    vendor = connections["default"].vendor
-    if vendor == "postgresql":
-        params["NAME"] = f"{params['NAME']}_node2"
-        with _postgres_admin(params) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{params["NAME"]}"')
-            admin.execute(f'CREATE DATABASE "{params["NAME"]}"')
-    else:
-        path = Path(os.environ.get("HAUNT_DATA_DIR", "/tmp")) / "test_node2.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        params["NAME"] = str(path)
-    params["TEST"] = {**params.get("TEST", {}), "NAME": params["NAME"], "MIRROR": None}
-    connections.settings[NODE2] = params
-    django_settings.DATABASES[NODE2] = params
-    with django_db_blocker.unblock():
-        call_command("migrate", database=NODE2, verbosity=0, interactive=False)
-    yield NODE2
-    with django_db_blocker.unblock():
-        connection = connections[NODE2]
-        close_pool = getattr(connection, "close_pool", None)
-        if close_pool is not None:
-            close_pool()
-        connection.close()
-        if vendor == "postgresql":
-            with _postgres_admin(params) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{params["NAME"]}" WITH (FORCE)')
-    connections.settings.pop(NODE2, None)
-    django_settings.DATABASES.pop(NODE2, None)
+    yield from extra_database(NODE2, django_db_blocker)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from apps.sync import services as data_plane
 from apps.sync.models import (
     EntitySyncConfig,
     NodeMetric,
@@ -28,7 +29,6 @@ from apps.sync.models import (
     SyncSession,
     current_node_id,
 )
-from apps.sync.transport import plane
 from haunt.errors import HauntError
 
 # --- Peers -----------------------------------------------------------------------------------
@@ -193,7 +193,9 @@ class SyncConflictAdmin(admin.ModelAdmin):
 
     def _resolve(self, request: HttpRequest, conflict: SyncConflict, choice: str, merged: Any = None) -> bool:
         try:
-            plane("conflict_resolve")(conflict=conflict, choice=choice, merged=merged, actor=_actor(request))
+            data_plane.conflict_resolve(
+                conflict=conflict, choice=choice, merged=merged, actor=_actor(request)
+            )
         except HauntError as exc:
             self.message_user(request, f"{conflict}: {exc.message}", messages.WARNING)
             return False
@@ -245,7 +247,7 @@ def dead_letters_requeue(*, letters: QuerySet[SyncDeadLetter]) -> int:
     letters.exclude(status=SyncDeadLetter.Status.RESOLVED).update(
         status=SyncDeadLetter.Status.PARKED, attempts=0, updated_at=timezone.now()
     )
-    return int(plane("dead_letters_retry")())
+    return int(data_plane.dead_letters_retry())
 
 
 @admin.register(SyncDeadLetter)

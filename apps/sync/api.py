@@ -19,8 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.sync import services as data_plane
 from apps.sync.auth import NONCE_HEADER, IsPeer, PeerHmacAuthentication, request_peer, response_sign
 from apps.sync.clients import ELAPSED_HEADER, TIME_HEADER
+from apps.sync.models import SyncConflict
 from apps.sync.selectors import (
     conflicts_query,
     link_states,
@@ -30,7 +32,6 @@ from apps.sync.selectors import (
     queue_summary,
     row_dict,
     sync_health,
-    sync_model,
     sync_stats,
 )
 from apps.sync.tasks import sync_reconcile_task
@@ -42,7 +43,6 @@ from apps.sync.transport import (
     body_encode,
     feed_page_wait,
     peer_ack_record,
-    plane,
     sync_force_request,
 )
 from apps.trading.exceptions import NotFound
@@ -114,7 +114,7 @@ class PeerApi(APIView):
 
 def _entity_call(name: str, **kwargs: Any) -> Any:
     try:
-        return plane(name)(**kwargs)
+        return getattr(data_plane, name)(**kwargs)
     except (KeyError, LookupError, ValueError) as exc:
         raise UnknownEntity(
             f"Unknown or unsupported entity {kwargs.get('entity')!r}.", reason=str(exc)
@@ -332,11 +332,10 @@ class SyncConflictResolveApi(StaffApi):
     )
     def post(self, request: Request, id: str) -> Response:
         params = _valid(self.InputSerializer, request.data)
-        model = sync_model("SyncConflict")
-        conflict = model._default_manager.filter(pk=id).first() if model is not None else None
+        conflict = SyncConflict.objects.filter(pk=id).first()
         if conflict is None:
             raise NotFound("No such conflict.", id=id)
-        resolved = plane("conflict_resolve")(
+        resolved = data_plane.conflict_resolve(
             conflict=conflict, choice=params["choice"], merged=params.get("merged"), actor=request.user
         )
         return Response(row_dict(resolved))

@@ -1,8 +1,4 @@
-"""Sync reads: the links' live state, mesh status, health, queue, conflicts and per-entity stats.
-
-The data plane's tables (feed, conflicts, dead letters, entity config) are looked up by name so
-this module imports even on a node whose data plane is still migrating.
-"""
+"""Sync reads: the links' live state, mesh status, health, queue, conflicts and per-entity stats."""
 
 from __future__ import annotations
 
@@ -10,7 +6,6 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,27 +13,22 @@ from django.db import models
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from apps.sync.models import NodeMetric, Peer, PeerAck, ReplicatedModel, current_node_id
-from apps.sync.transport import plane, worker_state_key
+from apps.sync import services as data_plane
+from apps.sync.capture import entity_configs
+from apps.sync.models import (
+    NodeMetric,
+    Peer,
+    PeerAck,
+    SyncConflict,
+    SyncDeadLetter,
+    SyncFeed,
+    current_node_id,
+)
+from apps.sync.transport import worker_state_key
 
 
 def stale_after_s() -> float:
     return float(getattr(settings, "HAUNT_SYNC_STALE_AFTER_S", 10))
-
-
-def sync_model(name: str) -> type[models.Model] | None:
-    """A model of apps.sync by class name, or None while it does not exist."""
-    try:
-        return apps.get_model("sync", name)
-    except LookupError:
-        return None
-
-
-def _plane_or(name: str, default: Any, **kwargs: Any) -> Any:
-    try:
-        return plane(name)(**kwargs)
-    except NotImplementedError:
-        return default
 
 
 def json_safe(value: Any) -> Any:
@@ -47,7 +37,7 @@ def json_safe(value: Any) -> Any:
 
 
 def lanes_known() -> list[int]:
-    return list(_plane_or("lanes", [0]))
+    return list(data_plane.lanes())
 
 
 def worker_state() -> dict[str, Any] | None:
@@ -65,7 +55,7 @@ def link_states(*, peers: list[Peer] | None = None) -> list[dict[str, Any]]:
     for peer in peers:
         for lane in lanes_known():
             live = state["links"].get(f"{peer.name}/{lane}") or {}
-            cursor = _plane_or("cursor_get", live.get("cursor", 0), peer=peer.name, lane=lane)
+            cursor = data_plane.cursor_get(peer=peer.name, lane=lane)
             lag = float(live.get("lagSeconds") or 0.0)
             rows.append(
                 {
@@ -110,7 +100,7 @@ def _edge(peer: Peer, lanes: list[dict[str, Any]], acks: dict[int, int]) -> dict
         "stale": any(lane["stale"] for lane in lanes),
         "healthy": not reasons,
         "reasons": reasons,
-        "backlog": json_safe(_plane_or("backlog_progress", None, peer=peer.name)),
+        "backlog": json_safe(data_plane.backlog_progress(peer=peer.name)),
         "lanes": lanes,
         "peerAcked": {str(lane): seq for lane, seq in sorted(acks.items())},
     }
@@ -196,33 +186,11 @@ def sync_health() -> dict[str, Any]:
 
 
 def dead_letter_count() -> int:
-    model = sync_model("SyncDeadLetter")
-    if model is None:
-        return 0
-    queryset = model._default_manager.all()
-    if _has_field(model, "resolved_at"):
-        queryset = queryset.filter(resolved_at__isnull=True)
-    elif _has_field(model, "status"):
-        queryset = queryset.exclude(status__in=["retried", "resolved", "discarded"])
-    return queryset.count()
+    return SyncDeadLetter.objects.exclude(status=SyncDeadLetter.Status.RESOLVED).count()
 
 
 def open_conflict_count() -> int:
-    model = sync_model("SyncConflict")
-    if model is None or not _has_field(model, "status"):
-        return 0
-    return model._default_manager.filter(status="open").count()
-
-
-def _has_field(model: type[models.Model], name: str) -> bool:
-    return any(f.name == name for f in model._meta.get_fields())
-
-
-def _created_field(model: type[models.Model]) -> str | None:
-    for name in ("created_at", "captured_at", "changed_at", "at", "updated_at"):
-        if _has_field(model, name):
-            return name
-    return None
+    return SyncConflict.objects.filter(status=SyncConflict.Status.OPEN).count()
 
 
 def row_dict(obj: models.Model) -> dict[str, Any]:
@@ -235,14 +203,10 @@ def queue_summary(*, lane: int | None = None, limit: int = 50) -> dict[str, Any]
 
     Peers pull, so "queued" means above the lowest ack of the enabled peers on that lane.
     """
-    feed = sync_model("SyncFeed")
-    if feed is None:
-        return {"lanes": [], "items": [], "depth": 0}
     peers = list(Peer.objects.filter(enabled=True).values_list("pk", flat=True))
     acks: dict[int, list[int]] = {}
     for ack in PeerAck.objects.filter(peer_id__in=peers):
         acks.setdefault(ack.lane, []).append(ack.seq)
-    created = _created_field(feed)
     lanes = []
     items: list[dict[str, Any]] = []
     now = timezone.now()
@@ -251,10 +215,8 @@ def queue_summary(*, lane: int | None = None, limit: int = 50) -> dict[str, Any]
         lane_acks = acks.get(lane_value, [])
         floor = min(lane_acks) if peers and len(lane_acks) == len(peers) else 0
         # Entries still waiting for their seq (PostgreSQL) are queued whatever their number.
-        pending = feed._default_manager.filter(Q(seq__gt=floor) | Q(sequenced=False), lane=lane_value)
-        aggregates = pending.aggregate(
-            depth=Count("seq"), head=Max("seq"), **({"oldest": Min(created)} if created else {})
-        )
+        pending = SyncFeed.objects.filter(Q(seq__gt=floor) | Q(sequenced=False), lane=lane_value)
+        aggregates = pending.aggregate(depth=Count("seq"), head=Max("seq"), oldest=Min("changed_at"))
         oldest: datetime | None = aggregates.get("oldest")
         lanes.append(
             {
@@ -278,48 +240,35 @@ def conflicts_query(
     since: datetime | None = None,
 ) -> QuerySet[Any]:
     """Conflicts, newest first, filtered."""
-    model = sync_model("SyncConflict")
-    if model is None:
-        return Peer.objects.none()
-    queryset = model._default_manager.all()
+    queryset = SyncConflict.objects.all()
     for name, value in (("status", status), ("entity", entity), ("strategy", strategy)):
         if value:
             queryset = queryset.filter(**{name: value})
-    created = _created_field(model)
-    if since is not None and created:
-        queryset = queryset.filter(**{f"{created}__gte": since})
-    return queryset.order_by(f"-{created}" if created else "-pk")
+    if since is not None:
+        queryset = queryset.filter(created_at__gte=since)
+    return queryset.order_by("-created_at")
 
 
 def replicated_models() -> dict[str, type[models.Model]]:
     """Entity name -> model of every replicated entity (from the data plane's entity settings)."""
-    configs = _plane_or("entity_configs", None)
-    if configs:
-        return {entity: config.model for entity, config in configs.items() if config.enabled}
-    return {m._meta.label_lower: m for m in apps.get_models() if issubclass(m, ReplicatedModel)}
+    return {entity: config.model for entity, config in entity_configs().items() if config.enabled}
 
 
 def sync_stats() -> dict[str, Any]:
     """Per entity type: rows here, feed rows, conflicts; and conflicts per strategy and outcome."""
-    feed, conflict = sync_model("SyncFeed"), sync_model("SyncConflict")
-    feed_counts: dict[str, int] = {}
-    if feed is not None and _has_field(feed, "entity"):
-        feed_counts = dict(
-            feed._default_manager.values_list("entity").annotate(n=Count("pk")).values_list("entity", "n")
-        )
-    conflict_counts: dict[str, int] = {}
+    feed_counts = dict(
+        SyncFeed.objects.values_list("entity").annotate(n=Count("pk")).values_list("entity", "n")
+    )
+    conflict_counts = dict(
+        SyncConflict.objects.values_list("entity").annotate(n=Count("pk")).values_list("entity", "n")
+    )
     by_strategy: dict[str, dict[str, int]] = {}
-    if conflict is not None and _has_field(conflict, "entity"):
-        conflict_counts = dict(
-            conflict._default_manager.values_list("entity").annotate(n=Count("pk")).values_list("entity", "n")
-        )
-        if _has_field(conflict, "strategy") and _has_field(conflict, "status"):
-            for strategy, status_value, n in (
-                conflict._default_manager.values_list("strategy", "status")
-                .annotate(n=Count("pk"))
-                .values_list("strategy", "status", "n")
-            ):
-                by_strategy.setdefault(str(strategy), {})[str(status_value)] = n
+    for strategy, status_value, n in (
+        SyncConflict.objects.values_list("strategy", "status")
+        .annotate(n=Count("pk"))
+        .values_list("strategy", "status", "n")
+    ):
+        by_strategy.setdefault(str(strategy), {})[str(status_value)] = n
     entities = []
     for entity, model in sorted(replicated_models().items()):
         entities.append(

@@ -1,15 +1,13 @@
-"""The wire between nodes: zstd-compressed JSON bodies, the data plane's entry points, and the
+"""The wire between nodes: zstd-compressed JSON bodies, and the
 wake-up that lets a long-polling feed request answer as soon as the feed grows."""
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import zstandard
@@ -17,6 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, transaction
 
+from apps.sync import services as data_plane
 from apps.sync.models import Peer, PeerAck, current_node_id
 
 logger = logging.getLogger(__name__)
@@ -76,40 +75,6 @@ def _zstd_decompress(data: bytes) -> bytes:
     if len(raw) > limit:
         raise PayloadInvalid("payload_too_large", "The body is larger than HAUNT_SYNC_MAX_BODY_BYTES.")
     return raw
-
-
-# --- The data plane (feed, apply, reconcile): built by the other half of apps.sync ------------
-
-_PLANE_MODULES = (
-    "apps.sync.services",
-    "apps.sync.feed",
-    "apps.sync.apply",
-    "apps.sync.resolve",
-    "apps.sync.reconcile",
-    "apps.sync.hlc",
-    "apps.sync.capture",
-)
-
-
-def _plane_lookup(name: str) -> Any:
-    for module_name in _PLANE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        if hasattr(module, name):
-            return getattr(module, name)
-    return None
-
-
-def plane(name: str) -> Callable[..., Any]:
-    """A data-plane function by its contract name (feed_page, batch_apply, ...)."""
-    found = _plane_lookup(name)
-    if found is None:
-        raise NotImplementedError(f"apps.sync has no {name}() yet.")
-    return found
 
 
 # --- Long-poll wake-ups ----------------------------------------------------------------------
@@ -238,14 +203,13 @@ def feed_page_wait(*, lane: int, since: int, limit: int, wait: float, exclude_or
     Between polls the database connection goes back to the pool: a waiting request holds a
     thread, not one of the pool's connections.
     """
-    feed_page = plane("feed_page")
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
     if wait > 0:
         feed_notifier.ensure_listening()
     fast_until = 0.0
     while True:
         generation = feed_notifier.generation
-        page: dict = feed_page(lane=lane, since=since, limit=limit, exclude_origin=exclude_origin)
+        page: dict = data_plane.feed_page(lane=lane, since=since, limit=limit, exclude_origin=exclude_origin)
         now = time.monotonic()
         remaining = deadline - now
         if page.get("rows") or int(page.get("next", since)) != since or remaining <= 0:

@@ -28,10 +28,11 @@ from django.core.cache import cache
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
+from apps.sync import services as data_plane
 from apps.sync.breaker import CircuitBreaker, backoff_delay
 from apps.sync.clients import PeerClient, PeerEndpoint, PeerError, PeerResponse
 from apps.sync.models import Peer, PeerSecretUnreadable, SyncSession, current_node_id
-from apps.sync.transport import force_key, plane, worker_state_key
+from apps.sync.transport import force_key, worker_state_key
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class LanePuller(threading.Thread):
 
     def load_cursor(self) -> None:
         """Resume from the cursor committed with the last applied batch."""
-        self.stats.cursor = int(plane("cursor_get")(peer=self.endpoint.name, lane=self.lane))
+        self.stats.cursor = int(data_plane.cursor_get(peer=self.endpoint.name, lane=self.lane))
 
     def abandon(self) -> None:
         """Close this puller's session from the supervisor: the thread is stuck in a long-poll."""
@@ -253,7 +254,7 @@ class LanePuller(threading.Thread):
             self._fail("The feed answer is not a page object.")
             return
         try:
-            plane("page_verify")(page)
+            data_plane.page_verify(page)
         except ChecksumMismatch as exc:
             self._fail(f"Checksum mismatch: {exc}")
             return
@@ -268,7 +269,7 @@ class LanePuller(threading.Thread):
         started = time.perf_counter()
         self.applying = True
         try:
-            result = plane("batch_apply")(peer=self.endpoint.name, lane=self.lane, page=page)
+            result = data_plane.batch_apply(peer=self.endpoint.name, lane=self.lane, page=page)
         except ClockDrift as exc:
             self._quarantine(str(exc))
             return
@@ -467,7 +468,7 @@ class SyncWorker:
         self._refreshed_at = time.monotonic()
         try:
             endpoints = peer_endpoints(names=self.peer_names)
-            lanes = self.lanes if self.lanes is not None else list(plane("lanes")())
+            lanes = self.lanes if self.lanes is not None else list(data_plane.lanes())
         finally:
             connections.close_all()
         for peer_id, link in list(self.links.items()):
@@ -619,7 +620,7 @@ def metrics_collect(*, now: Any = None) -> int:
         peer = next(p for p in peers if p.name == link["peer"])
         if peer.name not in progress:
             try:
-                progress[peer.name] = plane("backlog_progress")(peer=peer.name)
+                progress[peer.name] = data_plane.backlog_progress(peer=peer.name)
             except NotImplementedError:
                 progress[peer.name] = None
         reasons = [
@@ -682,13 +683,13 @@ def reconcile_peer(
     try:
         for entity in entities or sorted(replicated_models()):
             result.entities += 1
-            local = list(plane("bucket_checksums")(entity=entity, buckets=RECONCILE_BUCKETS))
+            local = list(data_plane.bucket_checksums(entity=entity, buckets=RECONCILE_BUCKETS))
             remote = list(client.buckets(entity=entity, buckets=RECONCILE_BUCKETS).body["buckets"])
             differing = [i for i, (a, b) in enumerate(zip(local, remote, strict=False)) if a != b]
             result.buckets_differing += len(differing)
             ids: list[str] = []
             for bucket in differing:
-                local_rows = plane("bucket_rows")(entity=entity, bucket=bucket, buckets=RECONCILE_BUCKETS)
+                local_rows = data_plane.bucket_rows(entity=entity, bucket=bucket, buckets=RECONCILE_BUCKETS)
                 mine = {str(r[0]): list(r[1:]) for r in local_rows}
                 body = client.bucket_rows(entity=entity, bucket=bucket, buckets=RECONCILE_BUCKETS).body
                 ids.extend(str(r[0]) for r in body["rows"] if mine.get(str(r[0])) != list(r[1:]))
@@ -696,8 +697,8 @@ def reconcile_peer(
                     break
             for start in range(0, min(len(ids), RECONCILE_MAX_IDS), RECONCILE_CHUNK):
                 page = client.rows_export(entity=entity, ids=ids[start : start + RECONCILE_CHUNK]).body
-                plane("page_verify")(page)
-                plane("repair_apply")(peer=peer.name, page=page)
+                data_plane.page_verify(page)
+                data_plane.repair_apply(peer=peer.name, page=page)
                 result.rows_repaired += len(page.get("rows", []))
     except (PeerError, NotImplementedError) as exc:
         result.error = str(getattr(exc, "message", exc))
@@ -736,8 +737,8 @@ def sync_cleanup(*, now: Any = None) -> dict[str, int]:
         acked[ack.peer.name][ack.lane] = ack.seq
     counts = {"tombstones": 0, "queue": 0}
     try:
-        counts["tombstones"] = int(plane("tombstones_purge")(acked=acked))
-        counts["queue"] = int(plane("queue_cleanup")(now=now))
+        counts["tombstones"] = int(data_plane.tombstones_purge(acked=acked))
+        counts["queue"] = int(data_plane.queue_cleanup(now=now))
     except NotImplementedError as exc:
         logger.info("Sync cleanup skipped a data-plane step: %s", exc)
     session_days = int(getattr(settings, "HAUNT_SYNC_SESSION_RETENTION_DAYS", 30))

@@ -1,5 +1,5 @@
 """Fixtures of the sync transport tests: a peer with its secret, signed in-process clients, and
-stand-ins for data-plane functions that do not exist yet."""
+stand-ins for functions of the data plane (apps.sync.services)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from rest_framework.test import APIClient
 
-from apps.sync import transport
+from apps.sync import services as data_plane
 from apps.sync.clients import PeerClient, PeerEndpoint
 from apps.sync.models import Peer
 from apps.sync.transport import feed_notifier
@@ -85,21 +85,14 @@ PlaneDouble = Callable[..., None]
 
 @pytest.fixture
 def plane_double(monkeypatch: pytest.MonkeyPatch) -> PlaneDouble:
-    """Stand in for data-plane functions (feed_page, batch_apply, ...) by contract name.
+    """Stand in for data-plane functions of apps.sync.services (feed_page, batch_apply, ...).
 
     `only_if_missing=True` keeps the real function once the data plane has it.
     """
-    doubles: dict[str, Any] = {}
-    real_lookup = transport._plane_lookup
-
-    def lookup(name: str) -> Any:
-        return doubles[name] if name in doubles else real_lookup(name)
-
-    monkeypatch.setattr(transport, "_plane_lookup", lookup)
 
     def install(name: str, value: Any, *, only_if_missing: bool = False) -> None:
-        if only_if_missing and real_lookup(name) is not None:
+        if only_if_missing and hasattr(data_plane, name):
             return
-        doubles[name] = value
+        monkeypatch.setattr(data_plane, name, value, raising=False)
 
     return install

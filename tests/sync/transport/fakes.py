@@ -1,5 +1,5 @@
-"""Test doubles of the data plane (feed_page / page_verify / batch_apply...) used until, or
-instead of, the real ones: an in-memory feed with the contract's page shape and checksums."""
+"""Test doubles of the data plane (feed_page / page_verify / batch_apply...) for transport-level
+tests: an in-memory feed with the contract's page shape and checksums."""
 
 from __future__ import annotations
 

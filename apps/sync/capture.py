@@ -182,7 +182,7 @@ def _feed_upsert_one(
         f"INSERT INTO {FEED_TABLE} (lane, entity, entity_id, op, origin, hlc, changed_at, sequenced) "  # noqa: S608  (constants)
         "VALUES (%s, %s, %s, %s, %s, %s, %s, false) ON CONFLICT (entity, entity_id) DO UPDATE SET "
         "seq = EXCLUDED.seq, sequenced = false, lane = EXCLUDED.lane, op = EXCLUDED.op, origin = EXCLUDED.origin, "
-        f"hlc = EXCLUDED.hlc, changed_at = EXCLUDED.changed_at, txid = EXCLUDED.txid; NOTIFY {FEED_CHANNEL}",
+        f"hlc = EXCLUDED.hlc, changed_at = EXCLUDED.changed_at, txid = EXCLUDED.txid; NOTIFY {FEED_CHANNEL}, '{int(lane)}'",
         [lane, entity, _as_uuid(pk), op, origin, hlc, changed_at],
     )
 
@@ -194,7 +194,8 @@ def _feed_upsert_postgresql(
 
     # Seven arrays bound server-side, whatever the row count: the statement stays small, so
     # the server parses it quickly (a 1,000-row VALUES list costs more to parse than to apply).
-    # The NOTIFY wakes long-polling feed readers at commit (repeats within a transaction fold).
+    # The NOTIFY wakes the lane's long-polling feed readers at commit (repeats within a
+    # transaction fold).
     with psycopg.Cursor(raw_connection) as raw:
         raw.execute(
             f"WITH fed AS (INSERT INTO {FEED_TABLE} (lane, entity, entity_id, op, origin, hlc, changed_at, sequenced) "  # noqa: S608
@@ -203,7 +204,7 @@ def _feed_upsert_postgresql(
             "ON CONFLICT (entity, entity_id) DO UPDATE SET seq = EXCLUDED.seq, sequenced = false, lane = EXCLUDED.lane, "
             "op = EXCLUDED.op, origin = EXCLUDED.origin, hlc = EXCLUDED.hlc, "
             "changed_at = EXCLUDED.changed_at, txid = EXCLUDED.txid RETURNING 1) "
-            f"SELECT pg_notify('{FEED_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM fed)",
+            f"SELECT pg_notify('{FEED_CHANNEL}', '{int(lane)}') WHERE EXISTS (SELECT 1 FROM fed)",
             [
                 lane,
                 entity,

@@ -33,6 +33,7 @@ __all__ = [
     "json_safe",
     "lanes",
     "page_checksum",
+    "page_rebase",
     "page_verify",
     "row_checksum",
     "rows_serialize",
@@ -312,6 +313,18 @@ def page_build(
     }
     page["checksum"] = page_checksum(page)
     return page
+
+
+def page_rebase(page: dict[str, Any], *, since: int) -> dict[str, Any]:
+    """The page as covering the feed from `since` (the entries between held only the caller's own
+    writes, stepped over), checksum recomputed."""
+    return page_build(
+        lane=int(page["lane"]),
+        since=since,
+        next_seq=int(page["next"]),
+        head=int(page["head"]),
+        rows=page["rows"],
+    )
 
 
 def feed_page(

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.sync.apply import ApplyResult, batch_apply, dead_letters_retry, repair_apply
 from apps.sync.capture import config_for_entity
-from apps.sync.feed import backlog_progress, cursor_get, feed_page, lanes, page_verify
+from apps.sync.feed import backlog_progress, cursor_get, feed_page, lanes, page_rebase, page_verify
 from apps.sync.hlc import clock
 from apps.sync.models import SyncConflict, SyncDeadLetter, SyncFeed, SyncTombstone
 from apps.sync.reconcile import bucket_checksums, bucket_rows, rows_export
@@ -36,6 +36,7 @@ __all__ = [
     "dead_letters_retry",
     "feed_page",
     "lanes",
+    "page_rebase",
     "page_verify",
     "queue_cleanup",
     "repair_apply",

@@ -81,34 +81,42 @@ def _zstd_decompress(data: bytes) -> bytes:
 
 
 class FeedNotifier:
-    """Wakes waiting feed requests when this node's change feed grows.
+    """Wakes waiting feed requests when this node's change feed grows, per lane.
 
-    On PostgreSQL a daemon thread LISTENs on `haunt_sync_feed` (capture NOTIFYs in the writing
-    transaction, so the wake-up arrives at commit). Without it, waiters fall back to polling
-    every HAUNT_SYNC_FEED_POLL_MS.
+    On PostgreSQL a daemon thread LISTENs on `haunt_sync_feed`; capture NOTIFYs in the writing
+    transaction with the lane as payload, so the wake-up arrives at commit and only the waiters of
+    that lane look at the feed (a write to one lane used to wake every lane's waiter, and each ran
+    a feed read for nothing). A notification without a lane wakes them all. Without LISTEN,
+    waiters fall back to polling every HAUNT_SYNC_FEED_POLL_MS.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._generation = 0
+        self._all = 0  # bumped by a notification that names no lane
+        self._lanes: dict[int, int] = {}
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self.listening = False
 
-    @property
-    def generation(self) -> int:
+    def generation(self, lane: int) -> tuple[int, int]:
         with self._cond:
-            return self._generation
+            return (self._all, self._lanes.get(lane, 0))
 
-    def notify(self) -> None:
+    def notify(self, lane: int | None = None) -> None:
         with self._cond:
-            self._generation += 1
+            if lane is None:
+                self._all += 1
+            else:
+                self._lanes[lane] = self._lanes.get(lane, 0) + 1
             self._cond.notify_all()
 
-    def wait(self, generation: int, timeout: float) -> bool:
-        """Block until a notify after `generation`, or timeout; True when woken."""
+    def wait(self, lane: int, generation: tuple[int, int], timeout: float) -> bool:
+        """Block until a notify for `lane` (or all lanes) after `generation`, or timeout; True
+        when woken."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._generation != generation, timeout=max(0.0, timeout))
+            return self._cond.wait_for(
+                lambda: (self._all, self._lanes.get(lane, 0)) != generation, timeout=max(0.0, timeout)
+            )
 
     def poll_interval_s(self) -> float:
         if self.listening:
@@ -155,13 +163,20 @@ class FeedNotifier:
                     self.listening = True
                     self.notify()  # anything written while we were not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self.notify()
+                        for notice in conn.notifies(timeout=0.5):
+                            self.notify(_lane_of(notice.payload))
             except Exception:
                 self.listening = False
                 logger.warning("Feed LISTEN connection lost; polling until it is back", exc_info=True)
                 self._stop.wait(2.0)
         self.listening = False
+
+
+def _lane_of(payload: str) -> int | None:
+    try:
+        return int(payload)
+    except ValueError:
+        return None
 
 
 feed_notifier = FeedNotifier()
@@ -194,33 +209,45 @@ def sync_force_request() -> int:
 MAX_WAIT_S = 20.0
 FAST_POLL_S = 0.02
 FAST_POLL_WINDOW_S = 2.0
+ECHO_SKIP_MAX_S = 1.0  # answer an echoes-only page after this, so the caller's cursor still moves
 
 
 def feed_page_wait(*, lane: int, since: int, limit: int, wait: float, exclude_origin: str | None) -> dict:
-    """feed_page(), long-polled: answers at once when the page moves the cursor, else waits for the
-    feed to grow (up to `wait` seconds, at most 20) and answers with what is there then.
+    """feed_page(), long-polled: answers at once with rows for the caller, else waits for the
+    lane to grow (up to `wait` seconds, at most 20) and answers with what is there then.
 
-    Between polls the database connection goes back to the pool: a waiting request holds a
-    thread, not one of the pool's connections.
+    Entries the caller wrote itself (echoes of what it sent) are stepped over while waiting
+    rather than answered as an empty page: in a two-node mesh every write comes back that way, and
+    answering each would cost the caller a round trip and an empty apply. The page then covers
+    `since` to its `next` as usual. Between polls the database connection goes back to the pool:
+    a waiting request holds a thread, not one of the pool's connections.
     """
-    deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
+    started = time.monotonic()
+    deadline = started + min(max(wait, 0.0), MAX_WAIT_S)
     if wait > 0:
         feed_notifier.ensure_listening()
     fast_until = 0.0
+    scan_from = since
     while True:
-        generation = feed_notifier.generation
-        page: dict = data_plane.feed_page(lane=lane, since=since, limit=limit, exclude_origin=exclude_origin)
+        generation = feed_notifier.generation(lane)
+        page: dict = data_plane.feed_page(
+            lane=lane, since=scan_from, limit=limit, exclude_origin=exclude_origin
+        )
         now = time.monotonic()
         remaining = deadline - now
-        if page.get("rows") or int(page.get("next", since)) != since or remaining <= 0:
-            return page
+        moved = int(page.get("next", scan_from)) != scan_from
+        if page.get("rows") or remaining <= 0 or (moved and now - started >= ECHO_SKIP_MAX_S):
+            return page if scan_from == since else data_plane.page_rebase(page, since=since)
+        if moved:
+            scan_from = int(page["next"])
+            continue  # only echoes so far: look further at once
         connection = connections["default"]
         if not connection.in_atomic_block:
             connection.close()
-        # Woken, yet nothing readable: the new row sits above the xmin horizon (an older
-        # transaction is still open) or on another lane. Look again soon rather than in a second.
+        # Woken for this lane, yet nothing readable: the entry is still locked by its writer
+        # (a coalescing update). Look again soon rather than in a second.
         interval = FAST_POLL_S if now < fast_until else feed_notifier.poll_interval_s()
-        if feed_notifier.wait(generation, min(remaining, interval)):
+        if feed_notifier.wait(lane, generation, min(remaining, interval)):
             fast_until = time.monotonic() + FAST_POLL_WINDOW_S
 
 

@@ -183,3 +183,43 @@ def test_an_unreachable_peer_is_a_transient_error(db: None):
 
     assert exc.value.transient and exc.value.code == "unreachable"
     client.close()
+
+
+def test_a_write_wakes_only_the_waiters_of_its_lane():
+    from apps.sync.transport import FeedNotifier
+
+    notifier = FeedNotifier()
+    lane0, lane3 = notifier.generation(0), notifier.generation(3)
+
+    notifier.notify(3)
+
+    assert not notifier.wait(0, lane0, 0.05)
+    assert notifier.wait(3, lane3, 0.05)
+    lane0 = notifier.generation(0)
+    notifier.notify(None)  # a notification naming no lane wakes every lane
+    assert notifier.wait(0, lane0, 0.05)
+
+
+def test_echoes_are_stepped_over_while_waiting_for_rows_the_caller_lacks(
+    feed: FakeFeed, peer_client: PeerClient, peer: Peer, plane_double: PlaneDouble
+):
+    plane_double("page_rebase", lambda page, *, since: {**page, "since": since})
+    feed.write(origin=peer.name)
+    feed.write(origin=peer.name)
+
+    def write_later() -> None:
+        time.sleep(0.3)
+        feed.write(data={"qty": "theirs"})
+        feed_notifier.notify(0)
+
+    writer = threading.Thread(target=write_later)
+    started = time.monotonic()
+    writer.start()
+    page = peer_client.feed(lane=0, since=0, limit=100, wait=10).body
+    elapsed = time.monotonic() - started
+    writer.join()
+
+    assert [row["data"]["qty"] for row in page["rows"]] == ["theirs"]
+    assert (page["since"], page["next"]) == (0, 3)  # one page over the echoes and the new row
+    assert 0.25 <= elapsed < 2.5
+    assert [call["since"] for call in feed.calls][:2] == [0, 2]

@@ -19,13 +19,13 @@ it works for one writer at a time (writes are serialised by BEGIN IMMEDIATE).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.utils import timezone
@@ -427,7 +427,7 @@ def _insert_absent(
             for row in written.values():
                 copy.write_row(
                     [
-                        json.dumps(value) if is_json and value is not None else value
+                        orjson.dumps(value).decode() if is_json and value is not None else value
                         for name, is_json in fields
                         for value in (row.get(name),)
                     ]
@@ -601,7 +601,7 @@ def _write(*, config: EntityConfig, rows: list[tuple[str, dict[str, Any]]], plan
 
 
 def _json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
-    return json.dumps(list(rows), separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(list(rows)).decode()
 
 
 def write_sql(model: type[models.Model], connection: Any, *, guard: str) -> str:

@@ -209,10 +209,10 @@ def _feed_upsert_postgresql(
                 lane,
                 entity,
                 changed_at,
-                pg_array(_as_uuid(r[0]) for r in rows),
+                "{" + ",".join([_uuid_text(r[0]) for r in rows]) + "}",
                 pg_array(r[2] for r in rows),
                 pg_array(r[3] for r in rows),
-                pg_array(int(r[1]) for r in rows),
+                "{" + ",".join([str(int(r[1])) for r in rows]) + "}",
             ],
         )
 
@@ -251,6 +251,14 @@ def pg_array(values: Iterable[Any]) -> str:
 
 def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _uuid_text(value: Any) -> str:
+    """A uuid as text; a string in the canonical form is taken as it is (the uuid[] cast in SQL
+    checks it)."""
+    if isinstance(value, str) and len(value) == 36:
+        return value
+    return str(_as_uuid(value))
 
 
 def capture_delete(*, using: str, instance: models.Model) -> None:

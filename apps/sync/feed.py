@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import orjson
 from django.db import connections, models, transaction
 
 from apps.sync.capture import EntityConfig, entity_configs
@@ -72,17 +72,16 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def canonical(value: Any) -> bytes:
-    return _CANONICAL.encode(value).encode()
+    """Compact JSON with sorted keys, UTF-8 (orjson: the same bytes on every node, ~10x the
+    standard library's speed, which was a fifth of a page's cost)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
 def row_checksum(row: Mapping[str, Any]) -> str:
     if "sha256" in row:
         row = {k: v for k, v in row.items() if k != "sha256"}
-    return hashlib.sha256(_CANONICAL.encode(row).encode()).hexdigest()
+    return hashlib.sha256(canonical(row)).hexdigest()
 
 
 def page_checksum(page: Mapping[str, Any]) -> str:
@@ -138,23 +137,65 @@ def uuid_array(ids: Iterable[Any]) -> str:
 def _rows_postgresql(
     *, model: type[models.Model], ids: Iterable[Any], connection: Any, lock: bool
 ) -> dict[str, dict[str, Any]]:
-    # One raw SELECT read with loaders that produce json_safe()'s strings straight from the
-    # text protocol: no model instances, no Decimal/UUID/datetime objects made and stringified.
-    ops = connection.ops
-    names = _field_names(model)
-    columns = ", ".join(ops.quote_name(f.column) for f in model._meta.concrete_fields)
-    sql = (
-        f"SELECT {columns} FROM {ops.quote_name(model._meta.db_table)} "  # noqa: S608  (identifiers from the model)
-        f"WHERE id = ANY(%s::uuid[]){' FOR UPDATE' if lock else ''}"
-    )
-    with json_safe_cursor(connection) as cursor:
+    # PostgreSQL renders each row as JSON in json_safe()'s formats (numerics as text, timestamps
+    # in UTC ISO 8601 as datetime.isoformat() writes them) and aggregates the page into one
+    # document, which orjson parses at once: no per-value work in Python.
+    sql, numeric = _row_json_select(model, connection, lock=lock)
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, [uuid_array(ids)])
-        fetched = cursor.fetchall()
+        fetched = cursor.fetchone()
+    rows: list[dict[str, Any]] = orjson.loads(fetched[0]) if fetched and fetched[0] else []
     found: dict[str, dict[str, Any]] = {}
-    for values in fetched:
-        row = dict(zip(names, values, strict=True))
+    for row in rows:
+        for name in numeric:
+            value = row[name]
+            # str(Decimal) switches to exponent notation below 1e-6 ("0E-12"); PostgreSQL never
+            # does: only those values need the round trip.
+            if value is not None and value.startswith(("0.000000", "-0.000000")):
+                row[name] = str(Decimal(value))
         found[row["id"]] = row
     return found
+
+
+_ROW_JSON: dict[tuple[str, str, bool], tuple[str, tuple[str, ...]]] = {}
+_UTC_ISO = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
+
+
+def _row_json_select(
+    model: type[models.Model], connection: Any, *, lock: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The statement reading rows of `model` by id as one JSON array, and its numeric columns."""
+    key = (model._meta.label_lower, connection.alias, lock)
+    if key in _ROW_JSON:
+        return _ROW_JSON[key]
+    quote = connection.ops.quote_name
+    pairs: list[str] = []
+    numeric: list[str] = []
+    for f in model._meta.concrete_fields:
+        column = quote(f.column)
+        db_type = (f.db_type(connection) or "").lower()
+        if db_type.startswith(("numeric", "decimal")):
+            value = f"{column}::text"
+            numeric.append(f.attname)
+        elif db_type.startswith("timestamp"):
+            value = f"replace(to_char({column} AT TIME ZONE 'UTC', {_UTC_ISO}), '.000000+', '+')"
+        elif db_type == "date":
+            value = f"to_char({column}, 'YYYY-MM-DD')"
+        else:
+            value = column
+        pairs.append(f"'{f.attname}', {value}")
+    # json_build_object takes at most 100 arguments: wider tables are built from parts.
+    parts = [f"jsonb_build_object({', '.join(pairs[i : i + 50])})" for i in range(0, len(pairs), 50)]
+    built = f"json_build_object({', '.join(pairs)})" if len(pairs) <= 50 else " || ".join(parts)
+    inner = (
+        f"SELECT {built} AS j FROM {quote(model._meta.db_table)} WHERE id = ANY(%s::uuid[])"  # noqa: S608  (identifiers from the model)
+        f"{' FOR UPDATE' if lock else ''}"
+    )
+    _ROW_JSON[key] = (f"SELECT json_agg(j)::text FROM ({inner}) AS rows", tuple(numeric))  # noqa: S608
+    return _ROW_JSON[key]
 
 
 def json_safe_cursor(connection: Any) -> Any:
@@ -176,7 +217,6 @@ def _json_safe_loaders() -> dict[str, Any]:
     if _LOADERS:
         return _LOADERS
     from psycopg.adapt import Loader
-    from psycopg.types.json import JsonbLoader, JsonLoader
 
     class DecimalText(Loader):
         def load(self, data: Any) -> str:
@@ -195,6 +235,10 @@ def _json_safe_loaders() -> dict[str, Any]:
         def load(self, data: Any) -> str:
             return dt.date.fromisoformat(bytes(data).decode()).isoformat()
 
+    class JsonText(Loader):
+        def load(self, data: Any) -> Any:
+            return orjson.loads(data)
+
     class TimestamptzText(Loader):
         def load(self, data: Any) -> str:
             return timestamptz_iso(bytes(data).decode())
@@ -204,8 +248,8 @@ def _json_safe_loaders() -> dict[str, Any]:
         uuid=UUIDText,
         date=DateText,
         timestamptz=TimestamptzText,
-        json=JsonLoader,
-        jsonb=JsonbLoader,
+        json=JsonText,
+        jsonb=JsonText,
     )
     return _LOADERS
 

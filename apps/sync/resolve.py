@@ -79,7 +79,9 @@ class Version:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, deleted: bool = False) -> Version:
         """From a full row (a feed page's `data`, or a local row made JSON-safe)."""
-        data = {k: v for k, v in row.items() if k not in STAMP_KEYS}
+        data = dict(row)
+        for key in STAMP_KEYS:
+            data.pop(key, None)
         return cls(
             hlc=int(row["hlc"]),
             node=str(row["last_modified_by"]),

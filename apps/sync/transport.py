@@ -4,12 +4,12 @@ wake-up that lets a long-polling feed request answer as soon as the feed grows."
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 import time
 from typing import Any
 
+import orjson
 import zstandard
 from django.conf import settings
 from django.core.cache import cache
@@ -39,7 +39,7 @@ def max_body_bytes() -> int:
 
 
 def json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
 def body_encode(obj: Any) -> bytes:
@@ -59,8 +59,8 @@ def body_decode(data: bytes, *, content_encoding: str | None) -> Any:
     if len(raw) > max_body_bytes():
         raise PayloadInvalid("payload_too_large", "The body is larger than HAUNT_SYNC_MAX_BODY_BYTES.")
     try:
-        return json.loads(raw) if raw else None
-    except ValueError:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
         raise PayloadInvalid("bad_payload", "The body is not valid JSON.") from None
 
 

@@ -69,18 +69,21 @@ def test_postgresql_rows_are_serialized_exactly_like_the_orm_path() -> None:
         status="open",
     )
     Order.objects.filter(pk=order.pk).update(
-        triggered_at=dt.datetime(2024, 5, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)
+        triggered_at=dt.datetime(2024, 5, 1, 10, 0, 0, 250000, tzinfo=dt.UTC),
+        closed_at=dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC),  # no fraction at all
     )
 
     raw = rows_serialize(model=Order, ids=[order.pk], using="default")[str(order.pk)]
     expected = orm_serialized(Order, order.pk)
 
     assert raw == expected
-    assert (raw["quantity"], raw["fee"], raw["triggered_at"]) == (
+    assert (raw["quantity"], raw["fee"], raw["triggered_at"], raw["closed_at"]) == (
         "1E-12",
         "0E-12",
         "2024-05-01T10:00:00.250000+00:00",
+        "2024-05-01T12:00:00+00:00",
     )
+    assert raw["price"] == "123.450000000000" and raw["reject_reason"] == ""
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", NODE2])

@@ -19,6 +19,8 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,7 +32,7 @@ from django.utils import timezone
 
 from apps.sync import services as data_plane
 from apps.sync.breaker import CircuitBreaker, backoff_delay
-from apps.sync.clients import PeerClient, PeerEndpoint, PeerError, PeerResponse
+from apps.sync.clients import PeerClient, PeerEndpoint, PeerError, PeerResponse, PeerUnavailable
 from apps.sync.models import Peer, PeerSecretUnreadable, SyncSession, current_node_id
 from apps.sync.transport import force_key, worker_state_key
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
@@ -48,6 +50,78 @@ SHUTDOWN_APPLY_S = 60.0  # a batch being applied gets this long to commit
 class PullConfig:
     limit: int = 1000
     wait_s: float = 20.0
+    yield_limit: int = 100  # page size of a lane while a more urgent lane has work
+    yield_wait_s: float = 0.25  # longest a page waits for a more urgent lane's apply to finish
+
+
+class LaneGate:
+    """Makes lanes yield to more urgent ones (lower numbers) on this node: while a more urgent lane
+    applies, a lower lane waits before applying (up to `yield_wait_s`, so it is never starved),
+    and while one has had work in the last second, a lower lane pulls small pages. On two cores a
+    backlog otherwise takes the CPU the orders lane needs."""
+
+    ACTIVE_S = 1.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._applying: dict[int, int] = {}
+        self._worked_at: dict[int, float] = {}
+
+    @contextmanager
+    def applying(self, lane: int) -> Iterator[None]:
+        with self._cond:
+            self._applying[lane] = self._applying.get(lane, 0) + 1
+            self._worked_at[lane] = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._applying[lane] -= 1
+                self._worked_at[lane] = time.monotonic()
+                self._cond.notify_all()
+
+    def urgent_active(self, lane: int) -> bool:
+        """Has a more urgent lane applied anything in the last second?"""
+        cutoff = time.monotonic() - self.ACTIVE_S
+        with self._cond:
+            return any(other < lane and at >= cutoff for other, at in self._worked_at.items())
+
+    def wait_turn(self, lane: int, timeout: float) -> None:
+        """Wait while a more urgent lane is applying, at most `timeout` seconds."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not any(count for other, count in self._applying.items() if other < lane),
+                timeout=timeout,
+            )
+
+
+class _Prefetch:
+    """The next page requested while the current one is applied (reading on the peer and applying
+    here overlap); used only if the cursor ends up where it was asked from."""
+
+    def __init__(self, fetch: Callable[[], PeerResponse], *, since: int, name: str) -> None:
+        self.since = since
+        self._done = threading.Event()
+        self._response: PeerResponse | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, args=(fetch,), name=name, daemon=True).start()
+
+    def _run(self, fetch: Callable[[], PeerResponse]) -> None:
+        try:
+            self._response = fetch()
+        except BaseException as exc:  # handed to the puller, which handles PeerError
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self, stop: threading.Event) -> PeerResponse:
+        while not self._done.wait(0.2):
+            if stop.is_set():
+                raise PeerUnavailable("closed", "the worker is stopping")
+        if self._error is not None:
+            raise self._error
+        assert self._response is not None
+        return self._response
 
 
 @dataclass
@@ -161,6 +235,7 @@ class LanePuller(threading.Thread):
         breaker: CircuitBreaker,
         config: PullConfig,
         stop: threading.Event,
+        gate: LaneGate | None = None,
     ) -> None:
         super().__init__(name=f"sync-pull-{endpoint.name}-{lane}", daemon=True)
         self.peer_id = peer_id
@@ -170,6 +245,8 @@ class LanePuller(threading.Thread):
         self.breaker = breaker
         self.config = config
         self.stop_event = stop
+        self.gate = gate or LaneGate()
+        self._prefetch: _Prefetch | None = None
         self.wake = threading.Event()
         self.stats = LinkStats(peer=endpoint.name, lane=lane)
         self._attempt = 0
@@ -233,14 +310,12 @@ class LanePuller(threading.Thread):
     # -- one cycle ------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Fetch one page (long-polling) and apply it."""
+        """Fetch one page (long-polling), ask for the next one, and apply this one."""
         if not self.breaker.allow():
             self.sleep(max(self.breaker.retry_in(), 0.05))
             return
         try:
-            response = self.client.feed(
-                lane=self.lane, since=self.stats.cursor, limit=self.config.limit, wait=self.config.wait_s
-            )
+            response = self._fetch(self.stats.cursor)
         except PeerError as exc:
             self.breaker.record_failure(exc.message)
             self._fail(exc.message)
@@ -263,13 +338,36 @@ class LanePuller(threading.Thread):
             self._attempt = 0
             self._ack_maybe(idle=True)
             return  # the long-poll timed out with nothing new
+        self._prefetch_from(int(page["next"]))
         self._apply(page, response)
 
+    def _limit(self) -> int:
+        if self.gate.urgent_active(self.lane):
+            return min(self.config.limit, self.config.yield_limit)
+        return self.config.limit
+
+    def _request(self, since: int) -> PeerResponse:
+        return self.client.feed(lane=self.lane, since=since, limit=self._limit(), wait=self.config.wait_s)
+
+    def _fetch(self, since: int) -> PeerResponse:
+        pending, self._prefetch = self._prefetch, None
+        if pending is not None and pending.since == since:
+            return pending.result(self.stop_event)
+        return self._request(since)  # no prefetch, or the last apply failed: ask again
+
+    def _prefetch_from(self, since: int) -> None:
+        self._prefetch = _Prefetch(
+            lambda: self._request(since), since=since, name=f"sync-prefetch-{self.endpoint.name}-{self.lane}"
+        )
+
     def _apply(self, page: dict[str, Any], response: PeerResponse) -> None:
+        if page.get("rows"):
+            self.gate.wait_turn(self.lane, self.config.yield_wait_s)
         started = time.perf_counter()
         self.applying = True
         try:
-            result = data_plane.batch_apply(peer=self.endpoint.name, lane=self.lane, page=page)
+            with self.gate.applying(self.lane) if page.get("rows") else nullcontext():
+                result = data_plane.batch_apply(peer=self.endpoint.name, lane=self.lane, page=page)
         except ClockDrift as exc:
             self._quarantine(str(exc))
             return
@@ -446,6 +544,7 @@ class SyncWorker:
         self.started_at = time.time()
         self._force_seen: Any = None
         self._refreshed_at = 0.0
+        self.gate = LaneGate()
 
     def run(self) -> None:
         """Block until stop(): supervise pullers, publish state, honour force requests."""
@@ -499,6 +598,7 @@ class SyncWorker:
                         breaker=link.breaker,
                         config=self.config,
                         stop=_either(self.stop_event, link.stop),
+                        gate=self.gate,
                     )
                     link.pullers[lane] = puller
                     puller.start()

@@ -13,7 +13,8 @@ from apps.sync.breaker import BreakerState, CircuitBreaker
 from apps.sync.clients import PeerEndpoint, PeerResponse, PeerUnavailable
 from apps.sync.models import Peer, SyncSession
 from apps.sync.transport import worker_state_key
-from apps.sync.worker import LanePuller, PullConfig, SyncWorker
+from apps.sync.worker import LaneGate, LanePuller, PullConfig, SyncWorker
+from apps.trading.exceptions import ClockDrift
 from tests.sync.transport.conftest import SECRET, PlaneDouble, make_peer
 from tests.sync.transport.fakes import FakeApplier, FakeFeed, fake_page_verify
 
@@ -272,3 +273,125 @@ def test_force_resets_open_breakers_and_wakes_sleeping_pullers(peer: Peer, appli
 
     assert breaker.state is BreakerState.CLOSED
     assert puller.wake.is_set()
+
+
+class SlowApplier(FakeApplier):
+    """Applies like FakeApplier, noting whether the next page was already asked for meanwhile;
+    fails the first apply when `fail_first`."""
+
+    def __init__(self, client: FakePeerClient, *, fail_first: bool = False) -> None:
+        super().__init__()
+        self.client = client
+        self.fail_first = fail_first
+        self.next_asked_during_apply: list[bool] = []
+
+    def batch_apply(self, *, peer: str, lane: int, page: dict[str, Any]) -> Any:
+        if self.fail_first:
+            self.fail_first = False
+            raise ClockDrift("hlc 120 s in the future")
+        deadline = time.monotonic() + 1.0
+        while int(page["next"]) not in self.client.asked and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.next_asked_during_apply.append(int(page["next"]) in self.client.asked)
+        return super().batch_apply(peer=peer, lane=lane, page=page)
+
+
+class RecordingClient(FakePeerClient):
+    def __init__(self, feed: FakeFeed) -> None:
+        super().__init__(feed)
+        self.asked: list[int] = []
+        self.limits: list[int] = []
+
+    def feed(self, *, lane: int, since: int, limit: int, wait: float) -> PeerResponse:
+        self.asked.append(since)
+        self.limits.append(limit)
+        return super().feed(lane=lane, since=since, limit=limit, wait=wait)
+
+
+@pytest.mark.django_db
+def test_the_next_page_is_requested_while_this_one_is_applied(peer: Peer, plane_double: PlaneDouble):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(3):
+        feed.write()
+    client = RecordingClient(feed)
+    applier = SlowApplier(client)
+    plane_double("batch_apply", applier.batch_apply)
+    plane_double("page_verify", fake_page_verify)
+    puller = make_puller(peer, client)
+
+    puller.step()
+    feed.write()
+    puller.step()
+    while puller.stats.cursor < 4:
+        puller.step()
+
+    assert applier.next_asked_during_apply[0] is True  # since=3 was in flight during the apply
+    assert [row["seq"] for row in applier.applied] == [1, 2, 3, 4]
+
+
+@pytest.mark.django_db
+def test_a_prefetched_page_is_dropped_when_the_apply_before_it_fails(peer: Peer, plane_double: PlaneDouble):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(3):
+        feed.write()
+    client = RecordingClient(feed)
+    applier = SlowApplier(client, fail_first=True)
+    plane_double("batch_apply", applier.batch_apply)
+    plane_double("page_verify", fake_page_verify)
+    puller = make_puller(peer, client)
+
+    puller.step()  # the apply fails (quarantine): the cursor stays at 0, the page asked from 3 must not be used
+    feed.write()
+    while puller.stats.cursor < 4:
+        puller.step()
+
+    assert [row["seq"] for row in applier.applied][:3] == [1, 2, 3]  # nothing skipped
+    assert sorted({row["seq"] for row in applier.applied}) == [1, 2, 3, 4]
+
+
+def test_a_lower_lane_waits_while_a_more_urgent_one_applies_but_not_forever():
+    gate = LaneGate()
+    assert not gate.urgent_active(9)
+    released = threading.Event()
+
+    def urgent() -> None:
+        with gate.applying(0):
+            released.wait(2)
+
+    holder = threading.Thread(target=urgent)
+    holder.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    gate.wait_turn(9, timeout=0.2)  # gives up after the timeout: never starved
+    assert 0.15 <= time.monotonic() - started < 1.0
+    threading.Timer(0.1, released.set).start()
+    started = time.monotonic()
+    gate.wait_turn(9, timeout=5)  # returns as soon as lane 0 is done
+    assert time.monotonic() - started < 2.0
+    holder.join()
+
+    gate.wait_turn(0, timeout=5)  # nothing is more urgent than lane 0
+    assert gate.urgent_active(9) and not gate.urgent_active(0)
+
+
+@pytest.mark.django_db
+def test_a_lower_lane_pulls_small_pages_while_a_more_urgent_one_has_work(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(5):
+        feed.write(lane=9)
+    calm, busy = RecordingClient(feed), RecordingClient(feed)
+    config = PullConfig(limit=100, wait_s=0.05, yield_limit=2)
+    first = make_puller(peer, calm, lane=9)
+    first.config = config
+    first.step()
+    assert calm.limits[0] == 100 and first.stats.cursor == 5
+
+    second = make_puller(peer, busy, lane=9)
+    second.config = config
+    with second.gate.applying(0):
+        pass  # the orders lane just applied a page
+    while second.stats.cursor < 5:
+        second.step()
+
+    assert set(busy.limits) == {2}
+    assert [row["seq"] for row in applier.applied] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]

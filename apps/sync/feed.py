@@ -40,25 +40,37 @@ __all__ = [
 ]
 
 MAX_PAGE = 5000
-_SEQUENCER_LOCK = 0x68617574  # advisory lock key of feed_sequence() ("haut")
+_SEQUENCER_LOCK = 0x68617574  # advisory lock key of feed_sequence() ("haut"), with the lane
+SEQUENCE_BATCH = 5000
 
 
-def feed_sequence(*, using: str = "default") -> int:
-    """PostgreSQL: number the committed, not yet sequenced feed entries above every earlier run.
+def feed_sequence(*, lane: int | None = None, using: str = "default", limit: int = SEQUENCE_BATCH) -> int:
+    """PostgreSQL: number the committed, not yet sequenced feed entries of `lane` above every
+    earlier run of that lane.
 
-    Runs are serialised by a transaction-level advisory lock, so run k+1 starts after run k
-    committed and all its numbers are higher; entries still locked by a writer are skipped and
-    numbered by a later run, after that writer commits. Returns how many entries were numbered.
+    Runs of a lane are serialised by a transaction-level advisory lock, so run k+1 starts after
+    run k committed and, the identity sequence being monotonic, all its numbers are higher; entries
+    still locked by a writer are skipped and numbered by a later run, after that writer commits.
+    Readers only ever look at one lane, so lanes need not wait for each other: a backlog of a
+    hundred thousand entries being numbered on the analytics lane does not hold up the orders
+    lane. At most `limit` entries per run (the oldest first), so one run stays short. Returns how
+    many entries were numbered. Without a lane, every lane in turn.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
         return 0
+    if lane is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT lane FROM sync_syncfeed WHERE NOT sequenced")
+            waiting = sorted(int(row[0]) for row in cursor.fetchall())
+        return sum(feed_sequence(lane=each, using=using, limit=limit) for each in waiting)
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEQUENCER_LOCK])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEQUENCER_LOCK, lane])
         cursor.execute(
             "UPDATE sync_syncfeed AS f SET seq = nextval(pg_get_serial_sequence('sync_syncfeed', 'seq')), "
-            "sequenced = true FROM (SELECT seq FROM sync_syncfeed WHERE NOT sequenced ORDER BY seq "
-            "FOR UPDATE SKIP LOCKED) AS waiting WHERE f.seq = waiting.seq"
+            "sequenced = true FROM (SELECT seq FROM sync_syncfeed WHERE NOT sequenced AND lane = %s "
+            "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) AS waiting WHERE f.seq = waiting.seq",
+            [lane, limit],
         )
         return int(cursor.rowcount or 0)
 
@@ -381,7 +393,7 @@ def feed_page(
     """
     limit = max(1, min(int(limit), MAX_PAGE))
     connection = connections[using]
-    feed_sequence(using=using)
+    feed_sequence(lane=lane, using=using, limit=max(limit, SEQUENCE_BATCH))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT seq, entity, entity_id, op, origin, hlc FROM sync_syncfeed "

@@ -50,7 +50,7 @@ SHUTDOWN_APPLY_S = 60.0  # a batch being applied gets this long to commit
 class PullConfig:
     limit: int = 1000
     wait_s: float = 20.0
-    yield_limit: int = 100  # page size of a lane while a more urgent lane has work
+    yield_limit: int = 50  # page size of a lane while a more urgent lane has work
     yield_wait_s: float = 0.25  # longest a page waits for a more urgent lane's apply to finish
 
 

@@ -1,9 +1,12 @@
 import signal
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.sync.worker import PullConfig, SyncWorker, sync_worker_settings
+
+SWITCH_INTERVAL_S = 0.001
 
 
 class Command(BaseCommand):
@@ -27,6 +30,10 @@ class Command(BaseCommand):
             wait_s=options["wait"] if options["wait"] is not None else defaults.wait_s,
         )
         worker = SyncWorker(config=config, peers=options["peers"], lanes=options["lanes"])
+        # Lane pullers share one interpreter: a thread back from the database waits for the GIL up
+        # to the switch interval each time while a backlog page is being worked on, which at the
+        # default 5 ms adds tens of ms to every orders-lane page. 1 ms keeps urgent lanes prompt.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
         def _stop(signum: int, frame: Any) -> None:
             worker.stop()

@@ -150,6 +150,22 @@ def wait_count(
     )
 
 
+def settle(*nodes: Node, quiet_s: float = 2.0, timeout: float = 120.0) -> float:
+    """Wait until no cursor moves on any node for `quiet_s` (the echoes of the previous scenario
+    have been read past), so each scenario starts on a quiet mesh. Returns the seconds waited."""
+    started = time.monotonic()
+    last: list[int] = []
+    quiet_since = time.monotonic()
+    while time.monotonic() - started < timeout:
+        now = [count(node, "SELECT COALESCE(SUM(seq), 0) FROM sync_synccursor") for node in nodes]
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
 def marker(output: str, word: str) -> list[str]:
     for line in output.splitlines():
         if line.startswith(word + " "):
@@ -365,8 +381,10 @@ class Bench:
                     if "updates" in only:
                         self.updates(a, b)
                     if "lag" in only:
+                        print(f"  settled in {settle(a, b):.1f} s", flush=True)
                         self.lag(a, b)
                     if "priority" in only:
+                        print(f"  settled in {settle(a, b):.1f} s", flush=True)
                         self.priority(a, b)
                 finally:
                     assert self.mesh is not None

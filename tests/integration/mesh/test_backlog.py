@@ -1,5 +1,6 @@
 """A fourth node joins late: it catches up from seq 0 through backlog sync, shows its progress,
-survives a SIGKILL of its worker mid-backlog, converges, and re-fetches at most one batch per lane
+survives a SIGKILL of its worker mid-backlog, converges, and re-fetches at most the batch in flight
+(and the page prefetched while it was applied) per lane
 after the kill (measured from the source's access log: the `since` of every page it served)."""
 
 from __future__ import annotations
@@ -138,8 +139,10 @@ def test_late_node_catches_up_through_backlog_and_survives_a_kill(
         figures["snapshots"] = converged["hashes"]["trading_portfoliosnapshot"]["tokyo"][0]
         print(f"backlog figures: {figures}; mesh-status sample: {status}")
         assert figures["snapshots"] == SNAPSHOTS
-        assert all(pages <= 1 for pages in rework.values()), (
-            f"more than one batch re-fetched after the kill: {rework}"
+        # At most the batch being applied when the worker died (rolled back: applied once, after
+        # the restart) and the next page, fetched while it was applied but never applied.
+        assert all(pages <= 2 for pages in rework.values()), (
+            f"more than the batch in flight and its prefetched successor re-fetched after the kill: {rework}"
         )
     finally:
         prices.stop()

@@ -150,35 +150,51 @@ def _owner_key(version: Version, owner: str | None) -> tuple[int, int, str]:
     return (version.vv.get(owner, 0) if owner else 0, version.hlc, version.node)
 
 
+_ABSENT = object()
+
+
+def _by_status(v: Version) -> tuple[Any, ...]:
+    data = v.data
+    return (
+        ORDER_STATUS_RANK.get(str(data.get("status")), -1),
+        *[str(data.get(name) or "") for name in ORDER_STATUS_GROUP],
+    )
+
+
+def _by_fill(v: Version) -> tuple[Any, ...]:
+    data = v.data
+    return (
+        *[_decimal(data.get(name)) for name in ORDER_FILL_GROUP],
+        *[str(data.get(name) or "") for name in ORDER_FILL_GROUP],
+    )
+
+
 def _merge_order(x: Version, y: Version) -> Version:
     hi, lo = (x, y) if x.key > y.key else (y, x)
     vv = vv_join(x.vv, y.vv)
     version = max(x.version, y.version)
     hi_data, lo_data = hi.data, lo.data
-    if all(hi_data.get(name) == lo_data.get(name) for name in _ORDER_MERGED):
+    status_same = all(hi_data.get(name, _ABSENT) == lo_data.get(name, _ABSENT) for name in ORDER_STATUS_GROUP)
+    fill_same = all(hi_data.get(name, _ABSENT) == lo_data.get(name, _ABSENT) for name in ORDER_FILL_GROUP)
+    if status_same and fill_same:
         # Both groups already agree (an edit of other fields): the maxima below would pick `hi`'s
         # values, so skip computing them.
         return Version(hlc=hi.hlc, node=hi.node, vv=vv, version=version, data=dict(hi_data))
-    data = dict(hi.data)
+    data = dict(hi_data)
 
     # Each group is the maximum of its own values (ties broken by the values themselves, never by
-    # the row's stamps), so merging is associative whatever the delivery order.
-    def by_status(v: Version) -> tuple[Any, ...]:
-        rank = ORDER_STATUS_RANK.get(str(v.data.get("status")), -1)
-        return (rank, *(str(v.data.get(name) or "") for name in ORDER_STATUS_GROUP))
-
-    def by_fill(v: Version) -> tuple[Any, ...]:
-        amounts = tuple(_decimal(v.data.get(name)) for name in ORDER_FILL_GROUP)
-        return (*amounts, *(str(v.data.get(name) or "") for name in ORDER_FILL_GROUP))
-
-    status_from = max(hi, lo, key=by_status)
-    fill_from = max(hi, lo, key=by_fill)
-    for name in ORDER_STATUS_GROUP:
-        if name in status_from.data:
-            data[name] = status_from.data[name]
-    for name in ORDER_FILL_GROUP:
-        if name in fill_from.data:
-            data[name] = fill_from.data[name]
+    # the row's stamps), so merging is associative whatever the delivery order. A group both
+    # versions agree on is `hi`'s already.
+    if not status_same:
+        status_from = max(hi, lo, key=_by_status)
+        for name in ORDER_STATUS_GROUP:
+            if name in status_from.data:
+                data[name] = status_from.data[name]
+    if not fill_same:
+        fill_from = max(hi, lo, key=_by_fill)
+        for name in ORDER_FILL_GROUP:
+            if name in fill_from.data:
+                data[name] = fill_from.data[name]
     return Version(hlc=hi.hlc, node=hi.node, vv=vv, version=version, data=data)
 
 

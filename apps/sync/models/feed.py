@@ -91,7 +91,11 @@ class SyncFeed(models.Model):
         constraints = [models.UniqueConstraint(fields=["entity", "entity_id"], name="sync_feed_one_per_row")]
         indexes = [
             models.Index(fields=["lane", "seq"], name="sync_feed_lane_seq"),
-            models.Index(fields=["seq"], condition=models.Q(sequenced=False), name="sync_feed_unsequenced"),
+            # The sequencer's per-lane scan; with only `seq` PostgreSQL walked the whole lane
+            # (every dead version included) through sync_feed_lane_seq: 8 ms a read after a burst.
+            models.Index(
+                fields=["lane", "seq"], condition=models.Q(sequenced=False), name="sync_feed_lane_unsequenced"
+            ),
         ]
 
     def __str__(self) -> str:

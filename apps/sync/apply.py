@@ -95,15 +95,19 @@ def _check_drift(rows: Iterable[Mapping[str, Any]], using: str) -> int:
     return top
 
 
-def batch_apply(*, peer: str, lane: int, page: dict[str, Any], using: str = "default") -> ApplyResult:
+def batch_apply(
+    *, peer: str, lane: int, page: dict[str, Any], using: str = "default", verified: bool = False
+) -> ApplyResult:
     """Apply a page of `peer`'s feed and move the (peer, lane) cursor to page["next"], in one
     transaction: a crash repeats at most this page, never skips it. Idempotent.
 
     Raises ChecksumMismatch (nothing applied), ClockDrift when a stamp is further ahead than
     HAUNT_SYNC_MAX_DRIFT_MS (quarantine: nothing applied, cursor unchanged), SyncCursorGap when the
-    page starts after the cursor.
+    page starts after the cursor. `verified`: the caller has just run page_verify on this page
+    (the worker does, in the thread that fetched it).
     """
-    page_verify(page)
+    if not verified:
+        page_verify(page)
     rows = list(page["rows"])
     top = _check_drift(rows, using)
     next_seq, since = int(page["next"]), int(page["since"])

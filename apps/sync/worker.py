@@ -48,7 +48,7 @@ SHUTDOWN_APPLY_S = 60.0  # a batch being applied gets this long to commit
 
 @dataclass
 class PullConfig:
-    limit: int = 1000
+    limit: int = 5000
     wait_s: float = 20.0
     yield_limit: int = 50  # page size of a lane while a more urgent lane has work
     yield_wait_s: float = 0.25  # longest a page waits for a more urgent lane's apply to finish
@@ -95,18 +95,24 @@ class LaneGate:
             )
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    response: PeerResponse
+    problem: str | None  # why the page cannot be applied: not a page, a checksum mismatch
+
+
 class _Prefetch:
     """The next page requested while the current one is applied (reading on the peer and applying
     here overlap); used only if the cursor ends up where it was asked from."""
 
-    def __init__(self, fetch: Callable[[], PeerResponse], *, since: int, name: str) -> None:
+    def __init__(self, fetch: Callable[[], _Fetched], *, since: int, name: str) -> None:
         self.since = since
         self._done = threading.Event()
-        self._response: PeerResponse | None = None
+        self._response: _Fetched | None = None
         self._error: BaseException | None = None
         threading.Thread(target=self._run, args=(fetch,), name=name, daemon=True).start()
 
-    def _run(self, fetch: Callable[[], PeerResponse]) -> None:
+    def _run(self, fetch: Callable[[], _Fetched]) -> None:
         try:
             self._response = fetch()
         except BaseException as exc:  # handed to the puller, which handles PeerError
@@ -114,7 +120,7 @@ class _Prefetch:
         finally:
             self._done.set()
 
-    def result(self, stop: threading.Event) -> PeerResponse:
+    def result(self, stop: threading.Event) -> _Fetched:
         while not self._done.wait(0.2):
             if stop.is_set():
                 raise PeerUnavailable("closed", "the worker is stopping")
@@ -315,24 +321,20 @@ class LanePuller(threading.Thread):
             self.sleep(max(self.breaker.retry_in(), 0.05))
             return
         try:
-            response = self._fetch(self.stats.cursor)
+            fetched = self._fetch(self.stats.cursor)
         except PeerError as exc:
             self.breaker.record_failure(exc.message)
             self._fail(exc.message)
             return
         self.breaker.record_success()
+        response = fetched.response
         self.stats.observe_response(response)
         if self.stop_event.is_set():
             return  # stopping: the page is pulled again from the cursor next time
+        if fetched.problem:
+            self._fail(fetched.problem)
+            return
         page = response.body
-        if not isinstance(page, dict):
-            self._fail("The feed answer is not a page object.")
-            return
-        try:
-            data_plane.page_verify(page)
-        except ChecksumMismatch as exc:
-            self._fail(f"Checksum mismatch: {exc}")
-            return
         self.stats.observe_page(page)
         if not page.get("rows") and int(page.get("next", self.stats.cursor)) == self.stats.cursor:
             self._attempt = 0
@@ -346,10 +348,20 @@ class LanePuller(threading.Thread):
             return min(self.config.limit, self.config.yield_limit)
         return self.config.limit
 
-    def _request(self, since: int) -> PeerResponse:
-        return self.client.feed(lane=self.lane, since=since, limit=self._limit(), wait=self.config.wait_s)
+    def _request(self, since: int) -> _Fetched:
+        """A page, decoded and verified (in the prefetching thread, while the page before it is
+        applied)."""
+        response = self.client.feed(lane=self.lane, since=since, limit=self._limit(), wait=self.config.wait_s)
+        page = response.body
+        if not isinstance(page, dict):
+            return _Fetched(response, "The feed answer is not a page object.")
+        try:
+            data_plane.page_verify(page)
+        except ChecksumMismatch as exc:
+            return _Fetched(response, f"Checksum mismatch: {exc}")
+        return _Fetched(response, None)
 
-    def _fetch(self, since: int) -> PeerResponse:
+    def _fetch(self, since: int) -> _Fetched:
         pending, self._prefetch = self._prefetch, None
         if pending is not None and pending.since == since:
             return pending.result(self.stop_event)
@@ -367,7 +379,9 @@ class LanePuller(threading.Thread):
         self.applying = True
         try:
             with self.gate.applying(self.lane) if page.get("rows") else nullcontext():
-                result = data_plane.batch_apply(peer=self.endpoint.name, lane=self.lane, page=page)
+                result = data_plane.batch_apply(
+                    peer=self.endpoint.name, lane=self.lane, page=page, verified=True
+                )
         except ClockDrift as exc:
             self._quarantine(str(exc))
             return
@@ -681,7 +695,7 @@ def _either(first: threading.Event, second: threading.Event) -> threading.Event:
 def sync_worker_settings() -> PullConfig:
     """Batch size and long-poll wait from settings."""
     return PullConfig(
-        limit=int(getattr(settings, "HAUNT_SYNC_BATCH_ROWS", 1000)),
+        limit=int(getattr(settings, "HAUNT_SYNC_BATCH_ROWS", 5000)),
         wait_s=float(getattr(settings, "HAUNT_SYNC_LONG_POLL_S", 20.0)),
     )
 

@@ -83,7 +83,7 @@ class FakeApplier:
     applied: list[dict[str, Any]] = field(default_factory=list)
     drift: bool = False
 
-    def batch_apply(self, *, peer: str, lane: int, page: dict[str, Any]) -> Any:
+    def batch_apply(self, *, peer: str, lane: int, page: dict[str, Any], verified: bool = False) -> Any:
         if self.drift:
             raise ClockDrift("hlc 120 s in the future")
         self.applied.extend(page["rows"])

@@ -176,7 +176,7 @@ def test_the_orders_lane_is_not_held_up_by_an_analytics_backlog(plane_double: Pl
     applier = FakeApplier()
     applied_at: dict[int, float] = {}
 
-    def slow_apply(*, peer: str, lane: int, page: dict[str, Any]) -> Any:
+    def slow_apply(*, peer: str, lane: int, page: dict[str, Any], verified: bool = False) -> Any:
         if lane == 9:
             time.sleep(0.1)  # a heavy analytics batch
         for row in page["rows"]:
@@ -285,7 +285,7 @@ class SlowApplier(FakeApplier):
         self.fail_first = fail_first
         self.next_asked_during_apply: list[bool] = []
 
-    def batch_apply(self, *, peer: str, lane: int, page: dict[str, Any]) -> Any:
+    def batch_apply(self, *, peer: str, lane: int, page: dict[str, Any], verified: bool = False) -> Any:
         if self.fail_first:
             self.fail_first = False
             raise ClockDrift("hlc 120 s in the future")

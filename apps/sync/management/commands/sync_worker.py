@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lane", action="append", type=int, dest="lanes", help="Only this lane (repeatable)."
         )
-        parser.add_argument("--batch-rows", type=int, help="Rows per page (HAUNT_SYNC_BATCH_ROWS, 1000).")
+        parser.add_argument("--batch-rows", type=int, help="Rows per page (HAUNT_SYNC_BATCH_ROWS, 5000).")
         parser.add_argument("--wait", type=float, help="Long-poll seconds (HAUNT_SYNC_LONG_POLL_S, 20).")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -373,15 +373,20 @@ class LanePuller(threading.Thread):
         )
 
     def _apply(self, page: dict[str, Any], response: PeerResponse) -> None:
-        if page.get("rows"):
-            self.gate.wait_turn(self.lane, self.config.yield_wait_s)
+        cursor_before = self.stats.cursor
+        conflicts = 0
         started = time.perf_counter()
         self.applying = True
         try:
-            with self.gate.applying(self.lane) if page.get("rows") else nullcontext():
-                result = data_plane.batch_apply(
-                    peer=self.endpoint.name, lane=self.lane, page=page, verified=True
-                )
+            for chunk in self._chunks(page):
+                if chunk["rows"]:
+                    self.gate.wait_turn(self.lane, self.config.yield_wait_s)
+                with self.gate.applying(self.lane) if chunk["rows"] else nullcontext():
+                    result = data_plane.batch_apply(
+                        peer=self.endpoint.name, lane=self.lane, page=chunk, verified=True
+                    )
+                conflicts += int(getattr(result, "conflicts", 0) or 0)
+                self.stats.cursor = int(chunk["next"])  # committed with the chunk
         except ClockDrift as exc:
             self._quarantine(str(exc))
             return
@@ -393,13 +398,30 @@ class LanePuller(threading.Thread):
             self.applying = False
         seconds = time.perf_counter() - started
         rows = len(page.get("rows", []))
-        self._cursor_before = self.stats.cursor
+        self._cursor_before = cursor_before
         self._attempt = 0
         self._failure_recorded = False
         self.stats.observe_apply(page=page, rows=rows, wire_bytes=response.wire_bytes, seconds=seconds)
-        self.stats.conflicts_total += int(getattr(result, "conflicts", 0) or 0)
+        self.stats.conflicts_total += conflicts
         self._session_track(rows=rows, wire_bytes=response.wire_bytes)
         self._ack_maybe(idle=False)
+
+    def _chunks(self, page: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The page as consecutive sub-pages, each applied in its own transaction: the whole page
+        at once, or `yield_limit` rows at a time while a more urgent lane has work (a big page
+        fetched before it started does not hold it up). A sub-page ends at its last row's seq;
+        the last one at the page's `next`. The page was verified as a whole."""
+        rows = page.get("rows") or []
+        since, start = int(page["since"]), 0
+        while True:
+            size = self.config.yield_limit if self.gate.urgent_active(self.lane) else len(rows)
+            end = min(len(rows), start + max(1, size))
+            last = end >= len(rows)
+            next_seq = int(page["next"]) if last else int(rows[end - 1]["seq"])
+            yield {**page, "since": since, "next": next_seq, "rows": rows[start:end]}
+            if last:
+                return
+            since, start = next_seq, end
 
     # -- failure paths --------------------------------------------------------------------
 

@@ -395,3 +395,41 @@ def test_a_lower_lane_pulls_small_pages_while_a_more_urgent_one_has_work(peer: P
 
     assert set(busy.limits) == {2}
     assert [row["seq"] for row in applier.applied] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.django_db
+def test_a_big_page_is_applied_in_small_chunks_once_a_more_urgent_lane_gets_work(
+    peer: Peer, plane_double: PlaneDouble
+):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(5):
+        feed.write(lane=9)
+    applier = FakeApplier()
+    chunks: list[tuple[int, int, list[int]]] = []
+
+    def apply(*, peer: str, lane: int, page: dict[str, Any], verified: bool = False) -> Any:
+        assert verified  # the worker verified the whole page; the chunks carry its checked rows
+        assert page["since"] == applier.cursors.get((peer, lane), 0)  # each chunk starts at the cursor
+        chunks.append((page["since"], page["next"], [row["seq"] for row in page["rows"]]))
+        return applier.batch_apply(peer=peer, lane=lane, page=page)
+
+    plane_double("batch_apply", apply)
+    plane_double("page_verify", fake_page_verify)
+    client = RecordingClient(feed)
+    puller = make_puller(peer, client, lane=9)
+    puller.config = PullConfig(limit=100, wait_s=0.05, yield_limit=2)
+    original_feed = client.feed
+
+    def feed_then_orders_start(**kwargs: Any) -> PeerResponse:
+        response = original_feed(**kwargs)
+        with puller.gate.applying(0):
+            pass  # the orders lane got work while this page was on its way
+        return response
+
+    client.feed = feed_then_orders_start  # type: ignore[method-assign]
+
+    puller.step()
+
+    assert client.limits[0] == 100  # fetched as one page before the orders lane was busy
+    assert chunks == [(0, 2, [1, 2]), (2, 4, [3, 4]), (4, 5, [5])]
+    assert puller.stats.cursor == 5 and applier.cursors[(peer.name, 9)] == 5

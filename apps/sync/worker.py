@@ -253,6 +253,7 @@ class LanePuller(threading.Thread):
         self.stop_event = stop
         self.gate = gate or LaneGate()
         self._prefetch: _Prefetch | None = None
+        self._page_limit = min(config.limit, config.yield_limit)
         self.wake = threading.Event()
         self.stats = LinkStats(peer=endpoint.name, lane=lane)
         self._attempt = 0
@@ -344,9 +345,12 @@ class LanePuller(threading.Thread):
         self._apply(page, response)
 
     def _limit(self) -> int:
+        """Rows to ask for: small while a more urgent lane has work; otherwise doubling from small
+        after each applied page up to the configured size (slow start), so a backlog that starts
+        draining begins with pages an urgent lane can get between."""
         if self.gate.urgent_active(self.lane):
-            return min(self.config.limit, self.config.yield_limit)
-        return self.config.limit
+            self._page_limit = min(self.config.limit, self.config.yield_limit)
+        return min(self.config.limit, self._page_limit)
 
     def _request(self, since: int) -> _Fetched:
         """A page, decoded and verified (in the prefetching thread, while the page before it is
@@ -403,6 +407,8 @@ class LanePuller(threading.Thread):
         self._failure_recorded = False
         self.stats.observe_apply(page=page, rows=rows, wire_bytes=response.wire_bytes, seconds=seconds)
         self.stats.conflicts_total += conflicts
+        if rows:
+            self._page_limit = min(self.config.limit, self._page_limit * 2)
         self._session_track(rows=rows, wire_bytes=response.wire_bytes)
         self._ack_maybe(idle=False)
 

@@ -67,7 +67,12 @@ def applier(plane_double: PlaneDouble) -> FakeApplier:
 
 
 def make_puller(
-    peer: Peer, client: FakePeerClient, *, lane: int = 0, breaker: CircuitBreaker | None = None
+    peer: Peer,
+    client: FakePeerClient,
+    *,
+    lane: int = 0,
+    breaker: CircuitBreaker | None = None,
+    config: PullConfig | None = None,
 ) -> LanePuller:
     endpoint = PeerEndpoint(name=peer.name, url=peer.url, key_id=peer.key_id, secret=SECRET)
     puller = LanePuller(
@@ -76,7 +81,7 @@ def make_puller(
         lane=lane,
         client=client,  # type: ignore[arg-type]
         breaker=breaker or CircuitBreaker(failure_threshold=3),
-        config=PullConfig(limit=100, wait_s=0.05),
+        config=config or PullConfig(limit=100, wait_s=0.05),
         stop=threading.Event(),
     )
     puller.sleep = lambda seconds: None  # type: ignore[method-assign]  # no real backoff in unit tests
@@ -375,26 +380,28 @@ def test_a_lower_lane_waits_while_a_more_urgent_one_applies_but_not_forever():
 
 
 @pytest.mark.django_db
-def test_a_lower_lane_pulls_small_pages_while_a_more_urgent_one_has_work(peer: Peer, applier: FakeApplier):
+def test_a_lane_starts_with_small_pages_and_keeps_them_small_while_a_more_urgent_one_has_work(
+    peer: Peer, applier: FakeApplier
+):
     feed = FakeFeed(node=peer.name)
-    for _ in range(5):
+    for _ in range(40):
         feed.write(lane=9)
     calm, busy = RecordingClient(feed), RecordingClient(feed)
     config = PullConfig(limit=100, wait_s=0.05, yield_limit=2)
-    first = make_puller(peer, calm, lane=9)
-    first.config = config
-    first.step()
-    assert calm.limits[0] == 100 and first.stats.cursor == 5
+    first = make_puller(peer, calm, lane=9, config=config)
+    while first.stats.cursor < 40:
+        first.step()
+    assert calm.limits[0] == 2 and max(calm.limits) >= 8  # slow start: doubles after each page
 
-    second = make_puller(peer, busy, lane=9)
-    second.config = config
+    second = make_puller(peer, busy, lane=9, config=config)
+    second._page_limit = 100  # as if ramped up already
     with second.gate.applying(0):
         pass  # the orders lane just applied a page
-    while second.stats.cursor < 5:
+    while second.stats.cursor < 40:
         second.step()
 
     assert set(busy.limits) == {2}
-    assert [row["seq"] for row in applier.applied] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
+    assert [row["seq"] for row in applier.applied] == list(range(1, 41)) * 2
 
 
 @pytest.mark.django_db
@@ -416,8 +423,8 @@ def test_a_big_page_is_applied_in_small_chunks_once_a_more_urgent_lane_gets_work
     plane_double("batch_apply", apply)
     plane_double("page_verify", fake_page_verify)
     client = RecordingClient(feed)
-    puller = make_puller(peer, client, lane=9)
-    puller.config = PullConfig(limit=100, wait_s=0.05, yield_limit=2)
+    puller = make_puller(peer, client, lane=9, config=PullConfig(limit=100, wait_s=0.05, yield_limit=2))
+    puller._page_limit = 100  # ramped up: the page comes whole
     original_feed = client.feed
 
     def feed_then_orders_start(**kwargs: Any) -> PeerResponse:

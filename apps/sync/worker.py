@@ -2,8 +2,9 @@
 
 Each puller long-polls the peer's feed from its cursor, verifies the page, applies it with the
 cursor in the same transaction (batch_apply), and acknowledges now and then so the peer can
-collect tombstones. Lanes have their own pullers, so the orders lane never queues behind an
-analytics backlog. Failures back off with full jitter behind a per-peer circuit breaker; a page
+collect tombstones; the next page is fetched and verified while the current one is applied.
+Lanes have their own pullers, and lower lanes yield to more urgent ones (LaneGate), so the orders
+lane does not queue behind an analytics backlog. Failures back off with full jitter behind a per-peer circuit breaker; a page
 stamped too far in the future (ClockDrift) is quarantined: the link is marked unhealthy and the
 puller keeps trying, it never crashes the process.
 

@@ -30,7 +30,14 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.utils import timezone
 
-from apps.sync.capture import EntityConfig, capture_feed_rows, entity_configs, pg_array, tombstone_upsert
+from apps.sync.capture import (
+    EntityConfig,
+    capture_feed_rows,
+    entity_configs,
+    feed_numbered_at_end,
+    pg_array,
+    tombstone_upsert,
+)
 from apps.sync.feed import Tomb, json_safe, json_safe_cursor, page_verify, rows_serialize, tombstones_get
 from apps.sync.hlc import clock
 from apps.sync.hooks import apply_order, run_post_apply
@@ -127,8 +134,9 @@ def batch_apply(
             )
         if top:
             clock(using).recv(top)
-        result.add(_apply_rows(rows=rows, peer=peer, lane=lane, using=using))
-        result.retried = dead_letters_retry(using=using, result=result)
+        with feed_numbered_at_end(using):
+            result.add(_apply_rows(rows=rows, peer=peer, lane=lane, using=using))
+            result.retried = dead_letters_retry(using=using, result=result)
         cursor.seq = next_seq
         cursor.head = max(int(page.get("head") or 0), next_seq, cursor.head)
         cursor.rows_applied += len(rows)
@@ -148,7 +156,8 @@ def repair_apply(*, peer: str, page: dict[str, Any], using: str = "default") -> 
         if top:
             clock(using).recv(top)
         result = ApplyResult(peer=peer, lane=lane, cursor=0, rows=len(rows))
-        result.add(_apply_rows(rows=rows, peer=peer, lane=lane, using=using))
+        with feed_numbered_at_end(using):
+            result.add(_apply_rows(rows=rows, peer=peer, lane=lane, using=using))
     return result
 
 

@@ -13,7 +13,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,7 @@ from apps.sync.models import EntitySyncConfig, SyncTombstone, current_node_id, v
 from apps.sync.models.feed import Strategy
 
 FEED_TABLE = "sync_syncfeed"
+SEQUENCER_LOCK = 0x68617574  # advisory lock key, with the lane, of the feed's numbering ("haut")
 FEED_CHANNEL = "haunt_sync_feed"
 SEED_PATH = Path(__file__).resolve().parent / "seed" / "entity_config.json"
 CONFIG_TTL_S = 5.0
@@ -159,6 +161,10 @@ def capture_feed_rows(
     rows = list(rows)
     if not rows:
         return
+    deferred = getattr(_numbered, "pending", None)
+    if deferred is not None and deferred[0] == using:
+        deferred[1].setdefault(lane, []).append((entity, rows))
+        return
     connection = connections[using]
     changed_at = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
@@ -187,11 +193,55 @@ def _feed_upsert_one(
     )
 
 
+_numbered = threading.local()
+
+
+@contextmanager
+def feed_numbered_at_end(using: str) -> Iterator[None]:
+    """Inside an apply transaction on PostgreSQL: hold back the feed entries it writes (the
+    re-feed of applied rows, conflict rows) and write them at the end already numbered, under
+    their lanes' sequencer locks taken in ascending lane order, instead of leaving every one for a
+    reader to renumber (a second write of each row, and of its four index entries).
+
+    Numbering under the lock is what a reader's feed_sequence() does: while this transaction
+    holds a lane's lock no other numbering of that lane can commit, so its numbers are above every
+    number a reader has seen and below every later one. The lock is held from the flush to the
+    commit: readers of those lanes wait for the end of the apply, not longer."""
+    connection = connections[using]
+    if connection.vendor != "postgresql" or getattr(_numbered, "pending", None) is not None:
+        yield
+        return
+    pending: dict[int, list[tuple[str, list[Any]]]] = {}
+    _numbered.pending = (using, pending)
+    try:
+        yield
+        _numbered.pending = None
+        if pending:
+            changed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                for lane in sorted(pending):
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEQUENCER_LOCK, lane])
+                    for entity, rows in pending[lane]:
+                        for start in range(0, len(rows), _CHUNK):
+                            _feed_upsert_postgresql(
+                                connection.connection,
+                                entity,
+                                lane,
+                                rows[start : start + _CHUNK],
+                                changed_at,
+                                numbered=True,
+                            )
+    finally:
+        _numbered.pending = None
+
+
 def _feed_upsert_postgresql(
-    raw_connection: Any, entity: str, lane: int, rows: list[Any], changed_at: Any
+    raw_connection: Any, entity: str, lane: int, rows: list[Any], changed_at: Any, *, numbered: bool = False
 ) -> None:
     import psycopg
 
+    sequenced = "true" if numbered else "false"  # numbered: the caller holds the lane's lock
     # Seven arrays bound server-side, whatever the row count: the statement stays small, so
     # the server parses it quickly (a 1,000-row VALUES list costs more to parse than to apply).
     # The NOTIFY wakes the lane's long-polling feed readers at commit (repeats within a
@@ -199,9 +249,9 @@ def _feed_upsert_postgresql(
     with psycopg.Cursor(raw_connection) as raw:
         raw.execute(
             f"WITH fed AS (INSERT INTO {FEED_TABLE} (lane, entity, entity_id, op, origin, hlc, changed_at, sequenced) "  # noqa: S608
-            "SELECT %s::smallint, %s::varchar, i, o, n, h, %s::timestamptz, false "
+            f"SELECT %s::smallint, %s::varchar, i, o, n, h, %s::timestamptz, {sequenced} "
             "FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::bigint[]) AS u(i, o, n, h) "
-            "ON CONFLICT (entity, entity_id) DO UPDATE SET seq = EXCLUDED.seq, sequenced = false, lane = EXCLUDED.lane, "
+            f"ON CONFLICT (entity, entity_id) DO UPDATE SET seq = EXCLUDED.seq, sequenced = {sequenced}, lane = EXCLUDED.lane, "
             "op = EXCLUDED.op, origin = EXCLUDED.origin, hlc = EXCLUDED.hlc, "
             "changed_at = EXCLUDED.changed_at, txid = EXCLUDED.txid RETURNING 1) "
             f"SELECT pg_notify('{FEED_CHANNEL}', '{int(lane)}') WHERE EXISTS (SELECT 1 FROM fed)",

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 from django.db import connections, models, transaction
 
-from apps.sync.capture import EntityConfig, entity_configs
+from apps.sync.capture import SEQUENCER_LOCK, EntityConfig, entity_configs
 from apps.sync.models import SyncCursor, SyncTombstone, current_node_id
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
 
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 MAX_PAGE = 5000
-_SEQUENCER_LOCK = 0x68617574  # advisory lock key of feed_sequence() ("haut"), with the lane
+_SEQUENCER_LOCK = SEQUENCER_LOCK
 SEQUENCE_BATCH = 5000
 
 

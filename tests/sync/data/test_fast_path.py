@@ -122,3 +122,28 @@ def test_a_page_mixing_new_rows_and_concurrent_edits_applies_both_ways_and_conve
     assert Profile.objects.get(pk=edited.pk).theme == "light"
     assert table(SyncConflict, "default") == table(SyncConflict, NODE2)
     assert SyncConflict.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", NODE2])
+@pytest.mark.usefixtures("two_nodes")
+def test_applied_rows_are_refed_already_numbered_above_what_readers_have_seen() -> None:
+    if connections["default"].vendor != "postgresql":
+        skip_or_fail("numbering is PostgreSQL's")
+    from apps.sync.feed import feed_sequence
+
+    alice = User.objects.create_user(username="alice", password="x")
+    User.objects.using(NODE2).create(id=alice.id, username="alice", password=alice.password)
+    with as_node(B):
+        Profile.objects.using(NODE2).create(user_id=alice.id, username="seoul-own")  # seoul's own write
+    feed_sequence(using=NODE2)  # a reader numbered it
+    seen = SyncFeed.objects.using(NODE2).get(entity="profiles").seq
+    with as_node(A):
+        bob = User.objects.create_user(username="bob", password="x")
+        User.objects.using(NODE2).create(id=bob.id, username="bob", password=bob.password)
+        Profile.objects.create(user=bob, username="bob")
+
+    pull(source=A, target=B)
+
+    refed = SyncFeed.objects.using(NODE2).get(entity="profiles", origin=A)
+    assert refed.sequenced  # no reader has to number (and rewrite) it
+    assert refed.seq > seen

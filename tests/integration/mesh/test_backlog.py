@@ -120,9 +120,11 @@ def test_late_node_catches_up_through_backlog_and_survives_a_kill(
         tokyo.kill_worker()
         log.add(f"SIGKILL tokyo worker at {samples[-1]:.1f}% of osaka lane {ANALYTICS_LANE}")
         before_kill = pages_served(osaka, key_id, log_offset)
-        committed = cursor_rows(tokyo, "osaka")
         restart_offset = (osaka.log_dir / "web.log").stat().st_size
         time.sleep(1)
+        # Read after the pause: a COMMIT the worker sent just before it died still completes on
+        # its backend, and the restarted worker rightly resumes from that cursor.
+        committed = cursor_rows(tokyo, "osaka")
         tokyo.start_worker()
         log.add("restart tokyo worker")
 

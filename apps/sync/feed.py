@@ -319,8 +319,9 @@ def feed_rows_build(
         config = configs.get(entity)
         if config is None:
             continue
-        current[entity] = rows_serialize(model=config.model, ids=ids, using=using)
-        tombs[entity] = tombstones_get(entity=entity, ids=ids, using=using)
+        found = current[entity] = rows_serialize(model=config.model, ids=ids, using=using)
+        gone = [i for i in ids if str(i) not in found]  # only a row not here can have a tombstone
+        tombs[entity] = tombstones_get(entity=entity, ids=gone, using=using) if gone else {}
     rows: list[dict[str, Any]] = []
     for seq, entity, entity_id, op, origin, hlc in entries:
         key = str(entity_id)

@@ -14,17 +14,23 @@ from django.core.management import call_command
 from django.db import connections
 
 
-def _postgres_admin(params: dict[str, Any]) -> Any:
+def raw_connect(params: dict[str, Any], *, dbname: str | None = None, autocommit: bool = True) -> Any:
+    """A plain psycopg connection to the server of Django's `params` (its database, or `dbname`):
+    a second session next to the test's own."""
     import psycopg
 
     return psycopg.connect(
-        dbname="postgres",
+        dbname=dbname or params["NAME"],
         user=params.get("USER") or None,
         password=params.get("PASSWORD") or None,
         host=params.get("HOST") or None,
         port=params.get("PORT") or None,
-        autocommit=True,
+        autocommit=autocommit,
     )
+
+
+def _postgres_admin(params: dict[str, Any]) -> Any:
+    return raw_connect(params, dbname="postgres")
 
 
 def extra_database(alias: str, django_db_blocker: Any) -> Iterator[str]:

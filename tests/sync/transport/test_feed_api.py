@@ -15,6 +15,7 @@ from apps.sync.clients import PeerClient, PeerEndpoint, PeerUnavailable
 from apps.sync.models import Peer
 from apps.sync.transport import body_decode, body_encode, feed_notifier
 from tests.conftest import skip_or_fail
+from tests.sync.databases import raw_connect
 from tests.sync.transport.conftest import SECRET, PlaneDouble
 from tests.sync.transport.fakes import FakeFeed, fake_page_verify
 
@@ -76,8 +77,6 @@ def test_long_poll_returns_early_when_a_row_is_written(feed: FakeFeed, peer_clie
 def test_long_poll_wakes_on_notify_from_the_writing_transaction(feed: FakeFeed, peer_client: PeerClient):
     if connection.vendor != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
-    import psycopg
-
     feed_notifier.ensure_listening()
     deadline = time.monotonic() + 5
     while not feed_notifier.listening and time.monotonic() < deadline:
@@ -89,14 +88,7 @@ def test_long_poll_wakes_on_notify_from_the_writing_transaction(feed: FakeFeed, 
     def write_and_notify() -> None:
         time.sleep(0.3)
         feed.write(data={"qty": "notified"})
-        with psycopg.connect(
-            dbname=params["NAME"],
-            user=params["USER"] or None,
-            host=params["HOST"] or None,
-            port=params["PORT"] or None,
-            password=params["PASSWORD"] or None,
-            autocommit=True,
-        ) as conn:
+        with raw_connect(params) as conn:
             conn.execute("NOTIFY haunt_sync_feed, '0'")
 
     writer = threading.Thread(target=write_and_notify)

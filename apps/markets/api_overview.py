@@ -26,7 +26,7 @@ from apps.markets.services.overview import (
     Cached,
     market_asset,
     market_fear_greed,
-    market_global,
+    market_global_metrics,
     market_listings,
     market_movers,
 )
@@ -213,22 +213,7 @@ class MarketGlobalApi(APIView):
 
     @extend_schema(responses={200: OpenApiResponse(OutputSerializer, description=STALE_DESCRIPTION)})
     def get(self, request: Request) -> Response:
-        cached = market_global()
-        data: dict[str, Any] = cached.value
-        updated = data.get("updated_at")
-        metrics = {
-            "totalMarketCapUsd": data["total_market_cap"].get("usd"),
-            "totalVolume24hUsd": data["total_volume"].get("usd"),
-            "marketCapChangePercent24hUsd": data.get("market_cap_change_percentage_24h_usd"),
-            "btcDominance": data["market_cap_percentage"].get("btc"),
-            "ethDominance": data["market_cap_percentage"].get("eth"),
-            "activeCryptocurrencies": data.get("active_cryptocurrencies"),
-            "markets": data.get("markets"),
-            "updatedAt": datetime.fromtimestamp(int(updated), UTC) if updated is not None else None,
-            "provider": cached.provider,
-            "fetchedAt": cached.fetched_at_dt,
-            "stale": cached.stale,
-        }
+        metrics, cached = market_global_metrics()
         return _response(self.OutputSerializer(metrics).data, cached)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse
@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.markets.api import PriceOutputSerializer
-from apps.markets.services.overview import market_fear_greed, market_global, market_movers
+from apps.markets.services.overview import market_fear_greed, market_global_metrics, market_movers
 from apps.trading.api_common import OrderOutputSerializer, money_field, paginated, portfolio_for, query_params
 from apps.trading.avatars import MAX_ID_LENGTH, identicon_svg
 from apps.trading.models import MarginMode, Order, Portfolio, Profile
@@ -359,22 +359,7 @@ def _optional(part: str, read: Callable[[], T]) -> T | None:
 
 
 def _market_global() -> dict[str, Any]:
-    cached = market_global()
-    data: dict[str, Any] = cached.value
-    updated = data.get("updated_at")
-    return {
-        "totalMarketCapUsd": data["total_market_cap"].get("usd"),
-        "totalVolume24hUsd": data["total_volume"].get("usd"),
-        "marketCapChangePercent24hUsd": data.get("market_cap_change_percentage_24h_usd"),
-        "btcDominance": data["market_cap_percentage"].get("btc"),
-        "ethDominance": data["market_cap_percentage"].get("eth"),
-        "activeCryptocurrencies": data.get("active_cryptocurrencies"),
-        "markets": data.get("markets"),
-        "updatedAt": datetime.fromtimestamp(int(updated), UTC) if updated is not None else None,
-        "provider": cached.provider,
-        "fetchedAt": cached.fetched_at_dt,
-        "stale": cached.stale,
-    }
+    return market_global_metrics()[0]
 
 
 def _fear_greed() -> dict[str, Any]:

@@ -266,6 +266,27 @@ def market_global() -> Cached:
     return _cached("global", lambda: ("coingecko", coingecko_global_fetch(base_url=_rest_url("coingecko"))))
 
 
+def market_global_metrics() -> tuple[dict[str, Any], Cached]:
+    """The global metrics clients show (camelCase), with the cache entry they came from."""
+    cached = market_global()
+    data: dict[str, Any] = cached.value
+    updated = data.get("updated_at")
+    metrics = {
+        "totalMarketCapUsd": data["total_market_cap"].get("usd"),
+        "totalVolume24hUsd": data["total_volume"].get("usd"),
+        "marketCapChangePercent24hUsd": data.get("market_cap_change_percentage_24h_usd"),
+        "btcDominance": data["market_cap_percentage"].get("btc"),
+        "ethDominance": data["market_cap_percentage"].get("eth"),
+        "activeCryptocurrencies": data.get("active_cryptocurrencies"),
+        "markets": data.get("markets"),
+        "updatedAt": datetime.fromtimestamp(int(updated), UTC) if updated is not None else None,
+        "provider": cached.provider,
+        "fetchedAt": cached.fetched_at_dt,
+        "stale": cached.stale,
+    }
+    return metrics, cached
+
+
 def fear_greed_url() -> str:
     return getattr(settings, "HAUNT_FEAR_GREED_URL", None) or FEAR_GREED_URL
 

@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 MAX_PAGE = 5000
-_SEQUENCER_LOCK = SEQUENCER_LOCK
 SEQUENCE_BATCH = 5000
 
 
@@ -65,7 +64,7 @@ def feed_sequence(*, lane: int | None = None, using: str = "default", limit: int
             waiting = sorted(int(row[0]) for row in cursor.fetchall())
         return sum(feed_sequence(lane=each, using=using, limit=limit) for each in waiting)
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SEQUENCER_LOCK, lane])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEQUENCER_LOCK, lane])
         cursor.execute(
             "UPDATE sync_syncfeed AS f SET seq = nextval(pg_get_serial_sequence('sync_syncfeed', 'seq')), "
             "sequenced = true FROM (SELECT seq FROM sync_syncfeed WHERE NOT sequenced AND lane = %s "

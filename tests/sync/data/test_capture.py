@@ -265,13 +265,14 @@ def test_concurrent_writers_each_get_their_own_feed_entries():
 def test_numbering_one_lane_neither_waits_for_another_lane_nor_runs_unbounded():
     if connection.vendor != "postgresql":
         skip_or_fail("the sequencer is PostgreSQL's")
-    from apps.sync.feed import _SEQUENCER_LOCK, feed_sequence
+    from apps.sync.capture import SEQUENCER_LOCK
+    from apps.sync.feed import feed_sequence
     from tests.sync.databases import raw_connect
 
     for name in ("amy", "bea", "cyd"):
         make_profile(name)  # lane 5, unsequenced until a reader numbers them
     with raw_connect(connection.settings_dict) as other:
-        other.execute("SELECT pg_advisory_lock(%s, %s)", [_SEQUENCER_LOCK, 9])  # a long run on lane 9
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [SEQUENCER_LOCK, 9])  # a long run on lane 9
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")  # fail rather than hang if lanes shared a lock
         assert feed_sequence(lane=5, limit=2) == 2

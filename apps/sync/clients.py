@@ -78,16 +78,21 @@ class PeerClient:
     ) -> None:
         self.endpoint = endpoint
         self._read_timeout_s = read_timeout_s
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._transport = transport or httpx.HTTPTransport(limits=limits)
         self._http = httpx.Client(
             base_url=endpoint.url.rstrip("/"),
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            transport=self._transport,
             headers={"Accept-Encoding": ZSTD, "User-Agent": "haunt-sync"},
         )
 
     def close(self) -> None:
+        """Close the pool, interrupting requests in flight. Call it again once the threads using
+        this client have stopped: a request that passed the client's closed check just before the
+        first call opens its connection in the emptied pool, and only a second close reaches it."""
         self._http.close()
+        self._transport.close()
 
     def feed(self, *, lane: int, since: int, limit: int, wait: float) -> PeerResponse:
         """GET /api/sync/feed: a page of the peer's feed after `since`, long-polling up to `wait` s."""

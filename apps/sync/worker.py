@@ -584,6 +584,7 @@ class SyncWorker:
         self.breaker_threshold = breaker_threshold
         self.stop_event = threading.Event()
         self.links: dict[int, PeerLink] = {}
+        self.retired: list[PeerLink] = []  # shut down on a peer edit; closed again once idle
         self.started_at = time.time()
         self._force_seen: Any = None
         self._refreshed_at = 0.0
@@ -617,7 +618,8 @@ class SyncWorker:
             if endpoints.get(peer_id) != link.endpoint:
                 logger.info("Peer %s changed or was disabled: stopping its pullers", link.endpoint.name)
                 link.shutdown()
-                del self.links[peer_id]
+                self.retired.append(self.links.pop(peer_id))
+        self._reap_retired()
         for peer_id, endpoint in endpoints.items():
             existing = self.links.get(peer_id)
             if existing is not None:
@@ -673,9 +675,10 @@ class SyncWorker:
         back); a puller waiting on a long-poll is not waited for: its session is closed here and
         the page it may still receive is pulled again from the cursor by the next run."""
         self.stop_event.set()
-        for link in self.links.values():
+        links = [*self.links.values(), *self.retired]
+        for link in links:
             link.shutdown()
-        pullers = [p for link in self.links.values() for p in link.pullers.values()]
+        pullers = [p for link in links for p in link.pullers.values()]
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for puller in pullers:
             puller.join(timeout=max(0.05, deadline - time.monotonic()))
@@ -685,11 +688,19 @@ class SyncWorker:
                 puller.join(timeout=0.1)
             if puller.is_alive():
                 puller.abandon()
+        for link in links:
+            link.client.close()
         connections.close_all()
         try:
             cache.delete(worker_state_key())
         except Exception:
             logger.warning("Could not clear the sync worker state", exc_info=True)
+
+    def _reap_retired(self) -> None:
+        for link in list(self.retired):
+            if not any(puller.is_alive() for puller in link.pullers.values()):
+                link.client.close()
+                self.retired.remove(link)
 
     def _force_check(self) -> None:
         try:

@@ -177,6 +177,64 @@ def test_an_unreachable_peer_is_a_transient_error(db: None):
     client.close()
 
 
+class _HeldTransport(httpx.HTTPTransport):
+    """Holds each request after httpx's closed-client check until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.entered.set()
+        self.release.wait(5)
+        return super().handle_request(request)
+
+
+def test_closing_again_after_the_threads_stop_closes_a_connection_opened_during_the_first_close(db: None):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NoContent(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the connection stays open in the pool
+
+        def do_POST(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    transport = _HeldTransport()
+    endpoint = PeerEndpoint(
+        name="held", url=f"http://127.0.0.1:{server.server_port}", key_id="k", secret=SECRET
+    )
+    client = PeerClient(endpoint, transport=transport)
+    errors: list[Exception] = []
+
+    def ack() -> None:
+        try:
+            client.ack(acks=[{"lane": 0, "seq": 1}])
+        except Exception as exc:  # an unsigned 204 is refused; the connection stays in the pool
+            errors.append(exc)
+
+    thread = threading.Thread(target=ack)
+    thread.start()
+    try:
+        assert transport.entered.wait(5)
+        client.close()  # the worker's shutdown, while the request is past the client's check
+        transport.release.set()
+        thread.join(5)
+        assert errors and transport._pool.connections  # opened after the first close
+
+        client.close()  # once the thread has stopped
+
+        assert transport._pool.connections == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_write_wakes_only_the_waiters_of_its_lane():
     from apps.sync.transport import FeedNotifier
 

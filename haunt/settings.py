@@ -65,6 +65,8 @@ HAUNT_BLOCKLIST_PATH = env_optional_str("HAUNT_BLOCKLIST_PATH")
 # --- Markets ---------------------------------------------------------------------------------
 HAUNT_USD_QUOTES = env_list("HAUNT_USD_QUOTES", ["usd", "usdt", "usdc"])
 HAUNT_WS_MAX_SUBSCRIPTIONS = env_int("HAUNT_WS_MAX_SUBSCRIPTIONS", 100, minimum=1)
+# How long public market-data GETs may be reused (haunt.shared_cache); 0 turns caching off.
+HAUNT_PUBLIC_CACHE_SECONDS = env_int("HAUNT_PUBLIC_CACHE_SECONDS", 1, minimum=0, maximum=300)
 HAUNT_FEED_FLUSH_MS = env_int("HAUNT_FEED_FLUSH_MS", 50, minimum=5, maximum=5000)
 HAUNT_COINMARKETCAP_API_KEY = env_optional_str("HAUNT_COINMARKETCAP_API_KEY")
 HAUNT_CRYPTOCOMPARE_API_KEY = env_optional_str("HAUNT_CRYPTOCOMPARE_API_KEY")
@@ -365,6 +367,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "haunt.renderers.FastJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PAGINATION_CLASS": "haunt.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from apps.markets.exceptions import PriceUnavailable, UnknownSymbol
 from apps.markets.selectors import price_latest, prices_all, sources_status
+from haunt.shared_cache import PublicCacheMixin
 
 
 class PriceOutputSerializer(serializers.Serializer):
@@ -37,7 +38,7 @@ class PriceOutputSerializer(serializers.Serializer):
     stale = serializers.BooleanField(help_text="True when no source has reported for 30 s.")
 
 
-class PriceListApi(APIView):
+class PriceListApi(PublicCacheMixin, APIView):
     """Latest aggregated price of every symbol."""
 
     permission_classes = [AllowAny]
@@ -48,7 +49,7 @@ class PriceListApi(APIView):
         return Response(PriceOutputSerializer(prices, many=True).data)
 
 
-class PriceDetailApi(APIView):
+class PriceDetailApi(PublicCacheMixin, APIView):
     """Latest aggregated price of one symbol (e.g. `btc`)."""
 
     permission_classes = [AllowAny]

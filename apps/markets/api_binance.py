@@ -12,13 +12,14 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.markets import binance
 from apps.markets.candles import INTERVALS
+from haunt.renderers import FastJSONRenderer
+from haunt.shared_cache import PublicCacheMixin
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
@@ -54,7 +55,7 @@ class BinanceApi(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []  # public data; a stray session must not trigger CSRF
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [FastJSONRenderer]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, binance.BinanceError):
@@ -70,7 +71,7 @@ class BinanceApi(APIView):
         return super().handle_exception(exc)
 
 
-class ExchangeInfoApi(BinanceApi):
+class ExchangeInfoApi(PublicCacheMixin, BinanceApi):
     """GET /api/v3/exchangeInfo: every Haunt symbol as a <SYMBOL>USDT spot market."""
 
     def get(self, request: Request) -> Response:
@@ -119,7 +120,7 @@ def _pairs(request: Request) -> list[str]:
     return [binance.pair_from_symbol(binance.symbol_resolve(p)) for p in parsed]
 
 
-class Ticker24hrApi(BinanceApi):
+class Ticker24hrApi(PublicCacheMixin, BinanceApi):
     """GET /api/v3/ticker/24hr: one object for `symbol`, a list for `symbols` or for all."""
 
     def get(self, request: Request) -> Response:
@@ -140,7 +141,7 @@ class Ticker24hrApi(BinanceApi):
         return Response([render(stats[s]) for s in symbols if s in stats])
 
 
-class KlinesApi(BinanceApi):
+class KlinesApi(PublicCacheMixin, BinanceApi):
     """GET /api/v3/klines from Haunt's aggregate candles (1m 5m 15m 1h 4h 1d), the forming
     minute folded into the last row. Binance's other intervals answer -1120 Invalid interval."""
 
@@ -158,7 +159,7 @@ class KlinesApi(BinanceApi):
         return Response([binance.kline_row(bar, interval) for bar in bars])
 
 
-class AggTradesApi(BinanceApi):
+class AggTradesApi(PublicCacheMixin, BinanceApi):
     """GET /api/v3/aggTrades: the exchange trades imported for the symbol (Haunt keeps no
     aggregate trade tape of its own), oldest first; an empty list when none were imported."""
 

@@ -31,6 +31,7 @@ from apps.markets.services.datafeeds import (
     udf_symbol_info,
 )
 from apps.markets.services.seeding import chart_get_or_seed
+from haunt.shared_cache import PublicCacheMixin
 
 # Open times in ms stay below this (year ~2255); larger values would overflow BIGINT columns.
 MAX_TIME_MS = 2**53
@@ -73,7 +74,7 @@ class ChartSeedingSerializer(serializers.Serializer):
     finishedAt = serializers.DateTimeField(allow_null=True)
 
 
-class ChartApi(APIView):
+class ChartApi(PublicCacheMixin, APIView):
     """OHLC buckets of a Haunt symbol (`btc`): 1h = 60 x 1 min, 4h = 48 x 5 min, 1d = 288 x 5 min,
     1w = 168 x 1 h, 1m = 720 x 1 h. The last point is the forming bucket."""
 
@@ -129,7 +130,7 @@ KLINE_ROW_SCHEMA: dict[str, Any] = {
 }
 
 
-class KlinesApi(APIView):
+class KlinesApi(PublicCacheMixin, APIView):
     """Candles in Binance's `/api/v3/klines` array format.
 
     `source` picks the candles: `haunt` (default; Haunt symbols such as `btc`, live bucket
@@ -230,7 +231,7 @@ class UdfSearchApi(UdfApi):
         )
 
 
-class UdfHistoryApi(UdfApi):
+class UdfHistoryApi(PublicCacheMixin, UdfApi):
     """UDF `/history`: bars with from <= t < to in unix seconds, or the `countback` bars before
     `to` (countback wins). `{"s": "ok", "t", "o", "h", "l", "c", "v"}` or
     `{"s": "no_data", "nextTime"}`."""

@@ -2,7 +2,7 @@
 
 Usage (PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379, whose db 4 it flushes; needs `wrk`):
 
-    .venv/bin/python bench/chart_api.py [--seconds 10] [--connections 100] [--builds 50]
+    .venv/bin/python bench/chart_api.py [--seconds 10] [--connections 100] [--think MS ...] [--builds 50]
 
 Prepares the database `haunt_bench_chart` (created if missing, migrated, seeded), Redis db 4
 (flushed), "haunt" candles for 10 symbols filling every chart range (1m for 2 h, 5m for 2 days,
@@ -11,25 +11,32 @@ background thread, so the 60 s ticker keys never expire). Then, in one run:
 
 1. the uncached build in this process: `chart_get` after `chart_cache_invalidate`, per range;
 2. gunicorn with 2 sync workers (REST in production), Redis caches, pooled PostgreSQL, and wrk on
-   the same machine: cached charts, charts across 10 symbols x 5 ranges with and without a
-   thread invalidating every cache, the first (uncached) request per chart over HTTP, and
-   /api/market/prices. Prints a Markdown section for docs/benchmarks.md.
+   the same machine, twice: every request through Django (HAUNT_PUBLIC_CACHE_SECONDS=0), then
+   with the shared response cache (the default, 1 s). Each time: one cached chart, charts across
+   10 symbols x 5 ranges with and without a thread invalidating every chart cache,
+   /api/market/prices, and the 10 x 5 charts from 100 clients with think time. The first
+   (uncached) request per chart over HTTP on the first server. Last, the same load on a WSGI
+   app that answers a constant body of the chart's size: the floor gunicorn and wrk set here.
+   Prints a Markdown section for docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -226,6 +233,11 @@ def get(path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def body_bytes(path: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=10) as response:
+        return len(response.read())
+
+
 def wait_up() -> None:
     for _ in range(100):
         try:
@@ -279,21 +291,27 @@ def run_wrk(target: str, seconds: int, connections: int, script: str) -> dict[st
 
 # Each request from one of 100 client addresses (X-Forwarded-For, which DRF's throttles key on
 # without NUM_PROXIES), so every client's throttle window stays short, as with real clients.
+# `Connection: close` as a well-behaved client does with a sync worker, which closes every
+# connection: without it wrk writes its next request into the closing socket, and gunicorn's
+# graceful close waits to drain it, which adds stalls no real client sees.
+# `delay()` (think time) makes each connection a client that waits between its requests.
 WRK_LUA = """
 local paths = {%s}
 local i = 0
 request = function()
   i = i + 1
-  local headers = {["X-Forwarded-For"] = "10.0.0." .. (i %% 100)}
+  local headers = {["X-Forwarded-For"] = "10.0.0." .. (i %% 100), ["Connection"] = "close"}
   return wrk.format("GET", paths[(i %% #paths) + 1], headers)
 end
+%s
 """
 
 
-def wrk_script(directory: str, paths: list[str]) -> str:
+def wrk_script(directory: str, paths: list[str], think_ms: int) -> str:
     path = os.path.join(directory, f"paths{len(os.listdir(directory))}.lua")
+    delay = f"delay = function() return {think_ms} end" if think_ms else ""
     with open(path, "w") as f:
-        f.write(WRK_LUA % ", ".join(f'"{p}"' for p in paths))
+        f.write(WRK_LUA % (", ".join(f'"{p}"' for p in paths), delay))
     return path
 
 
@@ -305,48 +323,112 @@ def invalidate_loop(stop: threading.Event, every_s: float) -> None:
             chart_cache_invalidate(symbol=symbol)
 
 
-def http_measure(args: argparse.Namespace, scripts: str) -> tuple[list[tuple[str, str, int, dict]], list]:
+Row = tuple[str, str, int, int, dict[str, float]]  # what, path shown, clients, think ms, wrk figures
+
+
+def http_measure(args: argparse.Namespace, scripts: str) -> list[Row]:
     base = f"http://127.0.0.1:{PORT}/"
     c, s = args.connections, args.seconds
-    rows: list[tuple[str, str, int, dict]] = []
+    rows: list[Row] = []
     mixed = [f"/api/crypto/{sym}/chart?range={r}" for sym in SYMBOLS for r in RANGE_NAMES]
+    shown_mixed = "/api/crypto/{10 symbols}/chart?range={5 ranges}"
 
-    def measure(name: str, shown: str, connections: int, paths: list[str]) -> None:
-        script = wrk_script(scripts, paths)
+    def measure(name: str, shown: str, paths: list[str], think_ms: int = 0) -> None:
+        script = wrk_script(scripts, paths, think_ms)
         prices_ingest(random.Random())  # the ticker keys live 60 s
-        run_wrk(base, 2, connections, script)  # warm-up
-        rows.append((name, shown, connections, run_wrk(base, s, connections, script)))
+        run_wrk(base, 2, c, script)  # warm-up
+        rows.append((name, shown, c, think_ms, run_wrk(base, s, c, script)))
 
-    firsts = first_requests(args.rounds)
     for range_name in ("1d", "1m"):
         path = f"/api/crypto/btc/chart?range={range_name}"
-        get(path)
-        measure("chart, cached", path, c, [path])
-    measure("chart, cached", "/api/crypto/btc/chart?range=1d", 2, ["/api/crypto/btc/chart?range=1d"])
-    shown = "/api/crypto/{10 symbols}/chart?range={5 ranges}"
-    measure("chart, 10 symbols x 5 ranges, cached", shown, c, mixed)
+        measure("one chart", path, [path])
+    measure("10 symbols x 5 ranges", shown_mixed, mixed)
     stop = threading.Event()
     thread = threading.Thread(target=invalidate_loop, args=(stop, args.invalidate_every), daemon=True)
     thread.start()
     try:
-        name = f"chart, 10 symbols x 5 ranges, every cache dropped each {args.invalidate_every:g} s"
-        measure(name, shown, c, mixed)
+        measure(f"10 x 5, chart caches dropped every {args.invalidate_every:g} s", shown_mixed, mixed)
     finally:
         stop.set()
         thread.join()
-    measure("market prices", "/api/market/prices", c, ["/api/market/prices"])
-    measure("market prices", "/api/market/prices", 2, ["/api/market/prices"])
-    return rows, firsts
+    measure("market prices", "/api/market/prices", ["/api/market/prices"])
+    for think_ms in args.think:
+        measure("10 symbols x 5 ranges", shown_mixed, mixed, think_ms)
+    return rows
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, extra_env: dict[str, str], cwd: Path | str) -> Iterator[None]:
+    """gunicorn as in production: 2 sync workers."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", PORT)) == 0:
+            raise RuntimeError(f"something already listens on 127.0.0.1:{PORT}")
+    argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{PORT}", app]
+    server = subprocess.Popen(
+        argv,
+        env={**env(), **extra_env},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_up()
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def server_run(
+    args: argparse.Namespace, scripts: str, cache_seconds: int, firsts: bool
+) -> tuple[list[Row], list, int]:
+    """Haunt with the shared response cache on (1 s) or off (0); also the 1d chart's size."""
+    with gunicorn("haunt.wsgi", {"HAUNT_PUBLIC_CACHE_SECONDS": str(cache_seconds)}, ROOT):
+        first = first_requests(args.rounds) if firsts else []
+        return http_measure(args, scripts), first, body_bytes("/api/crypto/btc/chart?range=1d")
+
+
+FLOOR_APP = """
+BODY = b"x" * %d
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+"""
+
+
+def floor_run(args: argparse.Namespace, scripts: str, size: int) -> list[Row]:
+    """The same load on a WSGI app that answers a constant body of the 1d chart's size: what
+    gunicorn and wrk alone cost on these two cores, the floor for any Python handler."""
+    with open(os.path.join(scripts, "floor_app.py"), "w") as f:
+        f.write(FLOOR_APP % size)
+    rows: list[Row] = []
+    path = "/api/crypto/btc/chart?range=1d"
+    with gunicorn("floor_app:app", {}, scripts):
+        for think_ms in [0, *args.think]:
+            script = wrk_script(scripts, [path], think_ms)
+            run_wrk(f"http://127.0.0.1:{PORT}/", 2, args.connections, script)
+            figures = run_wrk(f"http://127.0.0.1:{PORT}/", args.seconds, args.connections, script)
+            rows.append((f"constant {size / 1024:.0f} KB body", "any", args.connections, think_ms, figures))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--think", type=int, action="append", help="think-time runs, ms (default 100 and 50)")
     parser.add_argument("--builds", type=int, default=50, help="in-process uncached builds per range")
     parser.add_argument("--rounds", type=int, default=3, help="first-request rounds over HTTP")
     parser.add_argument("--invalidate-every", type=float, default=1.0)
     args = parser.parse_args()
+    args.think = args.think or [100, 50]
     django_setup()
     prepare()
     rng = random.Random(3)
@@ -359,25 +441,11 @@ def main() -> None:
     redis_p50, redis_p99 = redis_hits_time(200)
 
     scripts = tempfile.mkdtemp(prefix="haunt-bench-wrk-")
-    argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{PORT}", "haunt.wsgi"]
-    server = subprocess.Popen(
-        argv,
-        env=env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     try:
-        wait_up()
-        rows, firsts = http_measure(args, scripts)
+        django_rows, firsts, _ = server_run(args, scripts, cache_seconds=0, firsts=True)
+        cached_rows, _, chart_bytes = server_run(args, scripts, cache_seconds=1, firsts=False)
+        floor_rows = floor_run(args, scripts, size=chart_bytes)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
         stop.set()
         ingester.join(timeout=15)
         shutil.rmtree(scripts, ignore_errors=True)
@@ -389,17 +457,27 @@ def main() -> None:
     print(
         f"Machine: {os.cpu_count()} shared cores; gunicorn with 2 sync workers (`gunicorn haunt.wsgi -w 2`, "
         "the production REST layout), pooled PostgreSQL, Redis caches (db 4), throttles on but raised "
-        "(100000000/s) and 100 client addresses (X-Forwarded-For); wrk `-t2 --latency` on the same two cores. "
-        f"Load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.\n"
+        f"(100000000/s), 100 client addresses (X-Forwarded-For); wrk `-t2 -c{args.connections} --latency` "
+        "on the same two cores, each request with `Connection: close` (a sync worker closes every "
+        "connection). Two servers in one run: every request through Django "
+        "(`HAUNT_PUBLIC_CACHE_SECONDS=0`), then the production default (public market data kept "
+        f"1 s by the shared response cache). Load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.\n"
     )
-    print("### Over HTTP (wrk, one row at a time)\n")
-    print("| GET | what | clients | requests/s | per process | p50 | p99 | socket errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, path, connections, r in rows:
-        print(
-            f"| `{path}` | {name} | {connections} | {r['rps']:,.0f} | {r['rps'] / 2:,.0f} | "
-            f"{r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['errors']:.0f} |"
-        )
+    print("### Over HTTP\n")
+    print(
+        "Think 0: every client sends its next request as soon as it has the answer (closed loop: "
+        "the server's throughput; latency is mostly queueing). Think N ms: each client waits N ms "
+        "between requests.\n"
+    )
+    print("| GET | what | clients | think | server | requests/s | per worker | p50 | p99 | socket errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    servers = (("Django", django_rows), ("shared cache", cached_rows), ("no-op WSGI app", floor_rows))
+    for label, rows in servers:
+        for name, path, connections, think, r in rows:
+            print(
+                f"| `{path}` | {name} | {connections} | {think} ms | {label} | {r['rps']:,.0f} | "
+                f"{r['rps'] / 2:,.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['errors']:.0f} |"
+            )
     print("\n### Full history build (uncached)\n")
     print(
         f"In this process: `chart_get` right after `chart_cache_invalidate` (Redis entry and process "

@@ -18,9 +18,9 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
-from django.db import connections, models, transaction
+from django.db import connections, models
 
-from apps.sync.capture import SEQUENCER_LOCK, EntityConfig, entity_configs
+from apps.sync.capture import SEQUENCE_BATCH, EntityConfig, entity_configs, feed_sequence
 from apps.sync.models import SyncCursor, SyncTombstone, current_node_id
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
 
@@ -40,38 +40,6 @@ __all__ = [
 ]
 
 MAX_PAGE = 5000
-SEQUENCE_BATCH = 5000
-
-
-def feed_sequence(*, lane: int | None = None, using: str = "default", limit: int = SEQUENCE_BATCH) -> int:
-    """PostgreSQL: number the committed, not yet sequenced feed entries of `lane` above every
-    earlier run of that lane.
-
-    Runs of a lane are serialised by a transaction-level advisory lock, so run k+1 starts after
-    run k committed and, the identity sequence being monotonic, all its numbers are higher; entries
-    still locked by a writer are skipped and numbered by a later run, after that writer commits.
-    Readers only ever look at one lane, so lanes need not wait for each other: a backlog of a
-    hundred thousand entries being numbered on the analytics lane does not hold up the orders
-    lane. At most `limit` entries per run (the oldest first), so one run stays short. Returns how
-    many entries were numbered. Without a lane, every lane in turn.
-    """
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return 0
-    if lane is None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT DISTINCT lane FROM sync_syncfeed WHERE NOT sequenced")
-            waiting = sorted(int(row[0]) for row in cursor.fetchall())
-        return sum(feed_sequence(lane=each, using=using, limit=limit) for each in waiting)
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEQUENCER_LOCK, lane])
-        cursor.execute(
-            "UPDATE sync_syncfeed AS f SET seq = nextval(pg_get_serial_sequence('sync_syncfeed', 'seq')), "
-            "sequenced = true FROM (SELECT seq FROM sync_syncfeed WHERE NOT sequenced AND lane = %s "
-            "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) AS waiting WHERE f.seq = waiting.seq",
-            [lane, limit],
-        )
-        return int(cursor.rowcount or 0)
 
 
 def json_safe(value: Any) -> Any:

@@ -16,13 +16,13 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -35,6 +35,9 @@ FEED_CHANNEL = "haunt_sync_feed"
 SEED_PATH = Path(__file__).resolve().parent / "seed" / "entity_config.json"
 CONFIG_TTL_S = 5.0
 _CHUNK = 1000
+SEQUENCE_BATCH = 5000
+# A local write of at least this many rows numbers its feed entries itself, after its commit.
+SEQUENCE_AFTER_COMMIT_MIN = 500
 
 __all__ = [
     "EntityConfig",
@@ -44,6 +47,8 @@ __all__ = [
     "config_for_entity",
     "config_for_model",
     "entity_configs",
+    "feed_sequence",
+    "feed_statistics_refresh",
     "invalidate_configs",
     "pg_array",
 ]
@@ -152,6 +157,40 @@ def capture_rows(*, using: str, model: type[models.Model], rows: Sequence[tuple[
     capture_feed_rows(
         using=using, entity=config.entity, lane=config.lane, rows=[(pk, hlc, op, node) for pk, hlc in rows]
     )
+    if len(rows) >= SEQUENCE_AFTER_COMMIT_MIN and connections[using].vendor == "postgresql":
+        # A bulk write numbers its entries once it has committed, so a peer reading the backlog
+        # later (a node joining, one back from an outage) finds them numbered instead of
+        # renumbering them page by page. Single writes stay unnumbered: numbering under the
+        # lane's lock at commit would serialise their commits.
+        numbering = partial(_number_after_commit, lane=config.lane, using=using, count=len(rows))
+        transaction.on_commit(numbering, using=using, robust=True)
+
+
+_numbered_since_analyze: dict[str, int] = {}
+
+
+def _number_after_commit(*, lane: int, using: str, count: int) -> None:
+    feed_sequence(lane=lane, using=using, limit=count)
+    feed_statistics_refresh(using=using, changed=2 * count)  # inserted, then numbered
+
+
+def feed_statistics_refresh(*, using: str, changed: int) -> bool:
+    """ANALYZE the feed table once bulk writes have changed a tenth of it since this process last
+    did (or it was never analysed). Its reads find unnumbered entries through a partial index,
+    which the planner picks only when the statistics say few entries are unnumbered: with stale
+    ones it walks the whole primary key instead, on every page read. Autovacuum would do this on a
+    default server; this one may run without (this machine's does)."""
+    total = _numbered_since_analyze.get(using, 0) + changed
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [FEED_TABLE])
+        found = cursor.fetchone()
+        estimated = float(found[0]) if found else -1.0
+        if estimated >= 0 and total < max(1000.0, estimated / 10):
+            _numbered_since_analyze[using] = total
+            return False
+        cursor.execute(f"ANALYZE {FEED_TABLE}")
+    _numbered_since_analyze[using] = 0
+    return True
 
 
 def capture_feed_rows(
@@ -309,6 +348,39 @@ def _uuid_text(value: Any) -> str:
     if isinstance(value, str) and len(value) == 36:
         return value
     return str(_as_uuid(value))
+
+
+def feed_sequence(*, lane: int | None = None, using: str = "default", limit: int = SEQUENCE_BATCH) -> int:
+    """PostgreSQL: number the committed, not yet sequenced feed entries of `lane` above every
+    earlier run of that lane.
+
+    Runs of a lane are serialised by a transaction-level advisory lock, so run k+1 starts after
+    run k committed and, the identity sequence being monotonic, all its numbers are higher; entries
+    still locked by a writer are skipped and numbered by a later run, after that writer commits.
+    Readers only ever look at one lane, so lanes need not wait for each other: a backlog of a
+    hundred thousand entries being numbered on the analytics lane does not hold up the orders
+    lane. At most `limit` entries per run (the oldest first), so one run stays short. Returns how
+    many entries were numbered. Without a lane, every lane in turn.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return 0
+    if lane is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT lane FROM sync_syncfeed WHERE NOT sequenced")
+            waiting = sorted(int(row[0]) for row in cursor.fetchall())
+        return sum(feed_sequence(lane=each, using=using, limit=limit) for each in waiting)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEQUENCER_LOCK, lane])
+        # By ctid (rows locked by the subquery cannot move before the UPDATE reaches them): a TID
+        # scan, where a join on seq let the planner hash the whole feed table for every batch.
+        cursor.execute(
+            "UPDATE sync_syncfeed SET seq = nextval(pg_get_serial_sequence('sync_syncfeed', 'seq')), "
+            "sequenced = true WHERE ctid = ANY(ARRAY(SELECT ctid FROM sync_syncfeed WHERE NOT sequenced "
+            "AND lane = %s ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED))",
+            [lane, limit],
+        )
+        return int(cursor.rowcount or 0)
 
 
 def capture_delete(*, using: str, instance: models.Model) -> None:

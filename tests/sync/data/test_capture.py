@@ -281,3 +281,75 @@ def test_numbering_one_lane_neither_waits_for_another_lane_nor_runs_unbounded():
         SyncFeed.objects.filter(entity="profiles").order_by("seq").values_list("sequenced", flat=True)
     )
     assert numbered == [True, True, True]
+
+
+def snapshots(portfolio: Portfolio, count: int, start: int = 0) -> list:
+    from datetime import UTC, datetime, timedelta
+
+    from apps.trading.models import PortfolioSnapshot
+
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    money = {f: Decimal(0) for f in ("unrealized_pnl", "realized_pnl", "used_margin")}
+    return [
+        PortfolioSnapshot(
+            portfolio=portfolio,
+            taken_at=base + timedelta(minutes=i),
+            equity=Decimal(1),
+            cash=Decimal(1),
+            **money,
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def unnumbered(entity: str) -> int:
+    return SyncFeed.objects.filter(entity=entity, sequenced=False).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_write_numbers_its_own_feed_entries_once_committed_and_a_small_one_leaves_them_to_readers():
+    if connection.vendor != "postgresql":
+        skip_or_fail("the sequencer is PostgreSQL's")
+    from apps.sync.capture import SEQUENCE_AFTER_COMMIT_MIN
+    from apps.trading.models import PortfolioSnapshot
+
+    portfolio = Portfolio.objects.create(
+        user=make_user("alice"), name="main", cash=Decimal(1), initial_cash=Decimal(1), home_node="local"
+    )
+    rows = snapshots(portfolio, SEQUENCE_AFTER_COMMIT_MIN + 1)
+    with transaction.atomic():
+        PortfolioSnapshot.objects.bulk_create(rows[:-1])
+        assert unnumbered("portfolio_snapshots") == SEQUENCE_AFTER_COMMIT_MIN  # not before the commit
+    assert unnumbered("portfolio_snapshots") == 0
+
+    PortfolioSnapshot.objects.bulk_create(rows[-1:])
+    assert unnumbered("portfolio_snapshots") == 1  # a single write does not take the lane's lock
+
+    with pytest.raises(Boom), transaction.atomic():  # rolled back: nothing fed, nothing numbered
+        PortfolioSnapshot.objects.bulk_create(snapshots(portfolio, SEQUENCE_AFTER_COMMIT_MIN, start=10_000))
+        raise Boom
+    assert SyncFeed.objects.filter(entity="portfolio_snapshots").count() == SEQUENCE_AFTER_COMMIT_MIN + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_writes_refresh_the_feeds_statistics_once_a_tenth_of_it_changed():
+    if connection.vendor != "postgresql":
+        skip_or_fail("PostgreSQL's planner statistics")
+    from apps.sync.capture import FEED_TABLE, feed_statistics_refresh
+
+    def estimated_rows() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [FEED_TABLE])
+            return float(cursor.fetchone()[0])
+
+    portfolio = Portfolio.objects.create(
+        user=make_user("alice"), name="main", cash=Decimal(1), initial_cash=Decimal(1), home_node="local"
+    )
+    feed_statistics_refresh(using="default", changed=10**9)  # start from fresh statistics
+    from apps.trading.models import PortfolioSnapshot
+
+    PortfolioSnapshot.objects.bulk_create(snapshots(portfolio, 400))  # 800 changes: below 1,000
+    assert estimated_rows() < 400
+    PortfolioSnapshot.objects.bulk_create(snapshots(portfolio, 600, start=400))  # 2,000 in all
+
+    assert estimated_rows() >= 1000

@@ -65,9 +65,10 @@ class SyncFeed(models.Model):
     and commits after seq 6 would be skipped by a reader already past 6 (and bounding reads by the
     oldest running transaction's xid is not enough either: xids are taken at a transaction's first
     write, not its feed insert). So writers insert `sequenced = False`, and readers first run
-    feed_sequence() (as does a bulk writer once it has committed), which, serialised per lane by an advisory lock, gives every committed
-    unsequenced entry of the lane a fresh seq: each run's numbers are above every earlier run's of
-    that lane, and a reader (of one lane) only sees entries of committed runs.
+    feed_sequence() (as does a bulk writer once it has committed), which, serialised per lane by
+    an advisory lock, gives every committed unsequenced entry of the lane a fresh seq: each run's
+    numbers are above every earlier run's of that lane, and a reader (of one lane) only sees
+    entries of committed runs.
     """
 
     class Op(models.TextChoices):

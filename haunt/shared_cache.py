@@ -62,6 +62,13 @@ def max_age_public(headers: WsgiHeaders) -> int:
     return int(seconds) if seconds.isdigit() else 0
 
 
+def _cache_key(environ: dict[str, Any]) -> str:
+    """Scheme, host and target, as a proxy keys its cache: a Host that Django would refuse never
+    gets another host's copy (it reaches Django and its ALLOWED_HOSTS check)."""
+    scheme, host = environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", "")
+    return f"{scheme}://{host}{environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')}"
+
+
 def _vary_keys(headers: WsgiHeaders) -> tuple[str, ...] | None:
     names: list[str] = []
     for name, value in headers:
@@ -85,7 +92,7 @@ class SharedResponseCache:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self._eligible(environ):
             return self.app(environ, start_response)
-        key = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
+        key = _cache_key(environ)
         now = self.clock()
         entry = self._lookup(key, environ, now)
         if entry is not None:

@@ -114,6 +114,23 @@ def test_the_query_string_is_part_of_the_key():
     assert (day[2], week[2], day_again[2]) == (b"answer 1", b"answer 2", b"answer 1")
 
 
+def test_the_host_and_scheme_are_part_of_the_key():
+    app = FakeApp(PUBLIC)
+    cache = SharedResponseCache(app, clock=Clock())
+
+    first = get(cache, environ("/api/market/prices"))
+    other_host = get(cache, environ("/api/market/prices", host="api.example"))
+    https = get(cache, {**environ("/api/market/prices"), "wsgi.url_scheme": "https"})
+    again = get(cache, environ("/api/market/prices"))
+
+    assert (first[2], other_host[2], https[2], again[2]) == (
+        b"answer 1",
+        b"answer 2",
+        b"answer 3",
+        b"answer 1",
+    )
+
+
 @pytest.mark.parametrize(
     "request_env",
     [
@@ -264,6 +281,16 @@ def test_market_prices_are_reused_for_max_age_seconds_then_refreshed(haunt_app, 
     assert first[0] == "200 OK" and first[1]["Cache-Control"] == "public, max-age=1"
     assert cached[2] == first[2] and b'"50000"' in cached[2] and cached[1]["Age"] == "0"
     assert b'"50100"' in fresh[2] and "Age" not in fresh[1]
+
+
+def test_a_host_django_refuses_is_refused_even_when_an_answer_is_cached(haunt_app):
+    app, _ = haunt_app
+    ingest_price("50000")
+    assert get(app, environ("/api/market/prices/btc"))[0] == "200 OK"
+
+    status, _, _ = get(app, environ("/api/market/prices/btc", host="evil.example"))
+
+    assert status.startswith("400")
 
 
 def test_a_signed_in_caller_always_gets_a_fresh_answer(haunt_app, settings, user):

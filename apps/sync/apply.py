@@ -23,6 +23,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -31,11 +33,13 @@ from django.db import DatabaseError, IntegrityError, connections, models, transa
 from django.utils import timezone
 
 from apps.sync.capture import (
+    SEQUENCE_AFTER_COMMIT_MIN,
     EntityConfig,
     capture_feed_rows,
     entity_configs,
     feed_numbered_at_end,
     pg_array,
+    table_statistics_refresh,
     tombstone_upsert,
 )
 from apps.sync.feed import Tomb, json_safe, json_safe_cursor, page_verify, rows_serialize, tombstones_get
@@ -232,6 +236,14 @@ def _apply_rows(*, rows: list[Mapping[str, Any]], peer: str, lane: int, using: s
             _drop_from_plan(plan, row_id)
         if inserted:
             _plan_add_inserted(plan, inserted=inserted, rows=entity_rows)
+            if len(inserted) >= SEQUENCE_AFTER_COMMIT_MIN:  # a backlog filling the table
+                refresh = partial(
+                    table_statistics_refresh,
+                    using=using,
+                    table=config.model._meta.db_table,
+                    changed=len(inserted),
+                )
+                transaction.on_commit(refresh, using=using, robust=True)
         run_post_apply(model_label=config.model_label, using=using, written=plan.writes, deleted=plan.deletes)
         result.applied += len(plan.writes)
         result.deleted += len(plan.deletes)
@@ -427,8 +439,11 @@ def _insert_absent(
 
     model = config.model
     quote = connection.ops.quote_name
-    fields = [(f.attname, isinstance(f, models.JSONField)) for f in model._meta.concrete_fields]
-    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+    fields = model._meta.concrete_fields
+    names = [f.attname for f in fields]
+    values_of = itemgetter(*names)
+    json_at = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    columns = ", ".join(quote(f.column) for f in fields)
     connection.ensure_connection()
     try:
         sql = f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"  # identifiers from the model
@@ -438,13 +453,14 @@ def _insert_absent(
             cursor.copy(sql) as copy,
         ):
             for row in written.values():
-                copy.write_row(
-                    [
-                        orjson.dumps(value).decode() if is_json and value is not None else value
-                        for name, is_json in fields
-                        for value in (row.get(name),)
-                    ]
-                )
+                try:
+                    values = list(values_of(row))
+                except KeyError:  # a column the sender left out: NULL, as before
+                    values = [row.get(name) for name in names]
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = orjson.dumps(values[i]).decode()
+                copy.write_row(values)
     except (DatabaseError, psycopg.Error):
         return {}
     return written
@@ -498,13 +514,15 @@ def _plan_add_inserted(
 ) -> None:
     """Account rows _insert_absent wrote as _plan would have planned them (no local version:
     written as they came, re-fed with their origin), keeping the page's order in the feed."""
+    planned = bool(plan.feed)
     for row_id, written in inserted.items():
-        plan.writes[row_id] = dict(written)
+        plan.writes[row_id] = written if isinstance(written, dict) else dict(written)
         plan.expected[row_id] = None
         plan.source[row_id] = rows[row_id]
         plan.feed.append((row_id, int(written["hlc"]), "update", str(rows[row_id]["origin"])))
-    order = {row_id: position for position, row_id in enumerate(rows)}
-    plan.feed.sort(key=lambda entry: order[entry[0]])
+    if planned:  # `inserted` is in the page's order already
+        order = {row_id: position for position, row_id in enumerate(rows)}
+        plan.feed.sort(key=lambda entry: order[entry[0]])
 
 
 def _drop_from_plan(plan: _Plan, row_id: str) -> None:

@@ -126,17 +126,17 @@ def _rows_postgresql(
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, [uuid_array(ids)])
         fetched = cursor.fetchone()
-    rows: list[dict[str, Any]] = orjson.loads(fetched[0]) if fetched and fetched[0] else []
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        for name in numeric:
-            value = row[name]
-            # str(Decimal) switches to exponent notation below 1e-6 ("0E-12"); PostgreSQL never
-            # does: only those values need the round trip.
-            if value is not None and value.startswith(("0.000000", "-0.000000")):
-                row[name] = str(Decimal(value))
-        found[row["id"]] = row
-    return found
+    text = fetched[0] if fetched and fetched[0] else "[]"
+    rows: list[dict[str, Any]] = orjson.loads(text)
+    # str(Decimal) switches to exponent notation below 1e-6; PostgreSQL never does. The SQL
+    # writes zeros as str(Decimal) does ("0E-12"); any other such value takes the round trip.
+    if numeric and ('"0.000000' in text or '"-0.000000' in text):
+        for row in rows:
+            for name in numeric:
+                value = row[name]
+                if value is not None and value.startswith(("0.000000", "-0.000000")):
+                    row[name] = str(Decimal(value))
+    return {row["id"]: row for row in rows}
 
 
 _ROW_JSON: dict[tuple[str, str, bool], tuple[str, tuple[str, ...]]] = {}
@@ -157,7 +157,7 @@ def _row_json_select(
         column = quote(f.column)
         db_type = (f.db_type(connection) or "").lower()
         if db_type.startswith(("numeric", "decimal")):
-            value = f"{column}::text"
+            value = f"CASE WHEN {column} = 0 AND scale({column}) > 6 THEN '0E-' || scale({column}) ELSE {column}::text END"
             numeric.append(f.attname)
         elif db_type.startswith("timestamp"):
             value = f"replace(to_char({column} AT TIME ZONE 'UTC', {_UTC_ISO}), '.000000+', '+')"
@@ -319,7 +319,7 @@ def feed_rows_build(
             }
         else:
             continue  # deleted meanwhile without a tombstone yet visible: its entry moves on
-        row["sha256"] = row_checksum(row)
+        row["sha256"] = hashlib.sha256(canonical(row)).hexdigest()  # row_checksum(), inlined
         rows.append(row)
     return rows
 
@@ -364,11 +364,11 @@ def feed_page(
     feed_sequence(lane=lane, using=using, limit=max(limit, SEQUENCE_BATCH))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT seq, entity, entity_id, op, origin, hlc FROM sync_syncfeed "
+            "SELECT seq, entity, entity_id::text, op, origin, hlc FROM sync_syncfeed "
             "WHERE lane = %s AND seq > %s AND sequenced ORDER BY seq LIMIT %s",
             [lane, since, limit],
         )
-        scanned = [(int(s), e, _uuid(i), op, o, int(h)) for s, e, i, op, o, h in cursor.fetchall()]
+        scanned: list[tuple[int, str, str, str, str, int]] = cursor.fetchall()
         cursor.execute("SELECT MAX(seq) FROM sync_syncfeed WHERE lane = %s AND sequenced", [lane])
         head = int(cursor.fetchone()[0] or 0)
     next_seq = scanned[-1][0] if scanned else since
@@ -377,10 +377,6 @@ def feed_page(
     if exclude_origin is not None:
         rows = [row for row in rows if row["origin"] != exclude_origin]
     return page_build(lane=lane, since=since, next_seq=next_seq, head=max(head, next_seq), rows=rows)
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def cursor_get(*, peer: str, lane: int, using: str = "default") -> int:

@@ -85,6 +85,12 @@ def test_postgresql_rows_are_serialized_exactly_like_the_orm_path() -> None:
     )
     assert raw["price"] == "123.450000000000" and raw["reject_reason"] == ""
 
+    # Zeros alone: PostgreSQL writes them as str(Decimal) does, with no round trip in Python.
+    Order.objects.filter(pk=order.pk).update(quantity=Decimal("1"))
+    only_zeros = rows_serialize(model=Order, ids=[order.pk], using="default")[str(order.pk)]
+    assert only_zeros == orm_serialized(Order, order.pk)
+    assert (only_zeros["quantity"], only_zeros["fee"]) == ("1.000000000000", "0E-12")
+
 
 @pytest.mark.django_db(transaction=True, databases=["default", NODE2])
 @pytest.mark.usefixtures("two_nodes")
@@ -147,3 +153,54 @@ def test_applied_rows_are_refed_already_numbered_above_what_readers_have_seen() 
     refed = SyncFeed.objects.using(NODE2).get(entity="profiles", origin=A)
     assert refed.sequenced  # no reader has to number (and rewrite) it
     assert refed.seq > seen
+
+
+def estimated_rows(table_name: str, using: str) -> float:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table_name])
+        return float(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", NODE2])
+@pytest.mark.usefixtures("two_nodes")
+def test_bulk_writes_and_a_backlog_applied_refresh_the_tables_planner_statistics() -> None:
+    if connections["default"].vendor != "postgresql":
+        skip_or_fail("PostgreSQL's planner statistics")
+    from apps.sync.capture import table_statistics_refresh
+    from apps.trading.models import PortfolioSnapshot
+
+    snapshots = PortfolioSnapshot._meta.db_table
+    for node in (A, B):
+        with as_node(node) as using:
+            table_statistics_refresh(using=using, table=snapshots, changed=10**9)  # empty, analysed
+    user = User.objects.create_user(username="alice", password="x")
+    User.objects.using(NODE2).create(id=user.id, username=user.username, password=user.password)
+    with as_node(A):
+        portfolio = Portfolio.objects.create(
+            user=user, name="main", cash=Decimal(1), initial_cash=Decimal(1), home_node=A
+        )
+        start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+        def write(count: int, offset: int) -> None:
+            PortfolioSnapshot.objects.bulk_create(
+                PortfolioSnapshot(
+                    portfolio=portfolio,
+                    taken_at=start + dt.timedelta(minutes=offset + i),
+                    equity=Decimal(1),
+                    cash=Decimal(1),
+                    unrealized_pnl=Decimal(0),
+                    realized_pnl=Decimal(0),
+                    used_margin=Decimal(0),
+                )
+                for i in range(count)
+            )
+
+        write(600, 0)  # fewer changes than the table has rows (at least 1,000): not yet
+        assert estimated_rows(snapshots, "default") == 0
+        write(600, 600)  # 1,200 changed since the last ANALYZE: the table doubled
+        assert estimated_rows(snapshots, "default") == 1200
+
+    pull(source=A, target=B, limit=600)  # two pages of new rows, each COPYed
+
+    assert PortfolioSnapshot.objects.using(NODE2).count() == 1200
+    assert estimated_rows(snapshots, NODE2) == 1200

@@ -54,6 +54,9 @@ from apps.sync.models import (
 )
 from apps.sync.models.feed import Strategy
 from apps.sync.resolve import (
+    ORDER_FILL_GROUP,
+    ORDER_STATUS_GROUP,
+    STAMP_KEYS,
     ConflictRecord,
     Resolution,
     Version,
@@ -216,12 +219,23 @@ def _apply_rows(*, rows: list[Mapping[str, Any]], peer: str, lane: int, using: s
             continue
         # The local versions (locked) and tombstones first: rows with neither are inserted in one
         # statement; the others are decided row by row.
-        local_rows = rows_serialize(model=config.model, ids=list(entity_rows), using=using, lock=True)
+        deciding = _deciding_fields(config)
+        local_rows = rows_serialize(
+            model=config.model, ids=list(entity_rows), using=using, lock=True, fields=deciding
+        )
         tombs = tombstones_get(entity=entity, ids=list(entity_rows), using=using)
         absent = {k: v for k, v in entity_rows.items() if k not in local_rows and k not in tombs}
         inserted = _insert_absent(config=config, rows=absent, page_ids=page_ids, using=using)
         rest = {k: v for k, v in entity_rows.items() if k not in inserted} if inserted else entity_rows
-        plan = _plan(config=config, rows=rest, local_rows=local_rows, tombs=tombs, using=using, result=result)
+        plan = _plan(
+            config=config,
+            rows=rest,
+            local_rows=local_rows,
+            tombs=tombs,
+            using=using,
+            result=result,
+            light=deciding is not None,
+        )
         for row_id, reason, detail in _missing_parents(
             config=config, plan=plan, page_ids=page_ids, using=using
         ):
@@ -294,13 +308,32 @@ def _plan(
     tombs: Mapping[str, Tomb],
     using: str,
     result: ApplyResult,
+    light: bool = False,
 ) -> _Plan:
-    """Decide each row against the local version (`local_rows`, read locked) or tombstone."""
+    """Decide each row against the local version (`local_rows`, read locked) or tombstone.
+
+    `light`: local_rows hold only the deciding columns (_deciding_fields). A decision that keeps
+    one version as it is without a conflict needs no more; the others are decided again on the
+    full local rows."""
     if not rows:
         return _Plan()
     node = current_node_id()
     owners = _owners(config=config, rows=rows, local_rows=local_rows, using=using)
     plan = _Plan(source=dict(rows))
+    primary = config.primary or None  # a settings lookup: once, not per row
+
+    def decide(local: Version | None, incoming: Version, row_id: str) -> Resolution:
+        return resolve(
+            strategy=config.strategy,
+            local=local,
+            incoming=incoming,
+            append_only=config.append_only,
+            owner=owners.get(row_id) or primary,
+            merge_orders=config.entity == "orders",
+        )
+
+    decided: dict[str, tuple[Version, Version | None, Resolution]] = {}
+    unsettled: list[str] = []
     for row_id, row in rows.items():
         incoming = _incoming(row)
         local: Version | None = None
@@ -315,14 +348,18 @@ def _plan(
                 version=tomb.version,
                 deleted=True,
             )
-        resolution = resolve(
-            strategy=config.strategy,
-            local=local,
-            incoming=incoming,
-            append_only=config.append_only,
-            owner=owners.get(row_id) or config.primary or None,
-            merge_orders=config.entity == "orders",
-        )
+        resolution = decide(local, incoming, row_id)
+        decided[row_id] = (incoming, local, resolution)
+        if light and row_id in local_rows and not _settled(resolution, local=local, incoming=incoming):
+            unsettled.append(row_id)
+    if unsettled:  # decided on the deciding columns alone; the rest of the row is needed after all
+        full = rows_serialize(model=config.model, ids=unsettled, using=using, lock=True)
+        for row_id in unsettled:
+            incoming, _, _ = decided[row_id]
+            local = Version.from_row(full[row_id])
+            decided[row_id] = (incoming, local, decide(local, incoming, row_id))
+    for row_id, (incoming, local, resolution) in decided.items():
+        row = rows[row_id]
         outcome = _compensate(resolution, local=local, node=node, using=using)
         if outcome is not resolution.result:
             result.compensated += 1
@@ -344,6 +381,30 @@ def _plan(
             if row_id in tombs:
                 plan.untomb.append(row_id)
     return plan
+
+
+def _settled(resolution: Resolution, *, local: Version | None, incoming: Version) -> bool:
+    """A decision the other columns of the local row cannot change: one version kept as it is
+    (the local one unchanged, or the incoming one written as it came), no conflict."""
+    return (
+        resolution.conflict is None
+        and resolution.rejected is None
+        and (resolution.result is incoming or resolution.result is local)
+    )
+
+
+def _deciding_fields(config: EntityConfig) -> tuple[str, ...] | None:
+    """The columns resolve() reads of a local row when no conflict arises: stamps, an order's
+    status and fill (MERGE), the owner's (PRIMARY_WINS). None: read whole rows (append-only
+    entities compare whole contents)."""
+    if config.append_only:
+        return None
+    wanted = set(STAMP_KEYS)
+    if config.entity == "orders" and config.strategy == Strategy.MERGE:
+        wanted.update(ORDER_STATUS_GROUP, ORDER_FILL_GROUP)
+    if config.strategy == Strategy.PRIMARY_WINS:
+        wanted.add("home_node" if config.owner == "self" else "portfolio_id")
+    return tuple(f.attname for f in config.model._meta.concrete_fields if f.attname in wanted)
 
 
 def _compensate(resolution: Resolution, *, local: Version | None, node: str, using: str) -> Version:

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -90,14 +90,19 @@ def _field_names(model: type[models.Model]) -> list[str]:
 
 
 def rows_serialize(
-    *, model: type[models.Model], ids: Iterable[Any], using: str, lock: bool = False
+    *,
+    model: type[models.Model],
+    ids: Iterable[Any],
+    using: str,
+    lock: bool = False,
+    fields: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The current rows of `model` with these ids, JSON-safe, by id string (locked FOR UPDATE
-    with `lock`)."""
+    with `lock`; only the columns named in `fields`, which must include "id", when given)."""
     connection = connections[using]
     if connection.vendor == "postgresql":
-        return _rows_postgresql(model=model, ids=ids, connection=connection, lock=lock)
-    names = _field_names(model)
+        return _rows_postgresql(model=model, ids=ids, connection=connection, lock=lock, fields=fields)
+    names = [name for name in _field_names(model) if fields is None or name in fields]
     found: dict[str, dict[str, Any]] = {}
     rows = model._base_manager.using(using).filter(pk__in=list(ids))
     if lock:
@@ -114,12 +119,17 @@ def uuid_array(ids: Iterable[Any]) -> str:
 
 
 def _rows_postgresql(
-    *, model: type[models.Model], ids: Iterable[Any], connection: Any, lock: bool
+    *,
+    model: type[models.Model],
+    ids: Iterable[Any],
+    connection: Any,
+    lock: bool,
+    fields: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     # PostgreSQL renders each row as JSON in json_safe()'s formats (numerics as text, timestamps
     # in UTC ISO 8601 as datetime.isoformat() writes them) and aggregates the page into one
     # document, which orjson parses at once: no per-value work in Python.
-    sql, numeric = _row_json_select(model, connection, lock=lock)
+    sql, numeric = _row_json_select(model, connection, lock=lock, fields=fields)
     import psycopg
 
     connection.ensure_connection()
@@ -139,21 +149,23 @@ def _rows_postgresql(
     return {row["id"]: row for row in rows}
 
 
-_ROW_JSON: dict[tuple[str, str, bool], tuple[str, tuple[str, ...]]] = {}
+_ROW_JSON: dict[tuple[str, str, bool, tuple[str, ...] | None], tuple[str, tuple[str, ...]]] = {}
 _UTC_ISO = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
 
 
 def _row_json_select(
-    model: type[models.Model], connection: Any, *, lock: bool
+    model: type[models.Model], connection: Any, *, lock: bool, fields: Sequence[str] | None = None
 ) -> tuple[str, tuple[str, ...]]:
     """The statement reading rows of `model` by id as one JSON array, and its numeric columns."""
-    key = (model._meta.label_lower, connection.alias, lock)
+    key = (model._meta.label_lower, connection.alias, lock, tuple(fields) if fields is not None else None)
     if key in _ROW_JSON:
         return _ROW_JSON[key]
     quote = connection.ops.quote_name
     pairs: list[str] = []
     numeric: list[str] = []
     for f in model._meta.concrete_fields:
+        if fields is not None and f.attname not in fields:
+            continue
         column = quote(f.column)
         db_type = (f.db_type(connection) or "").lower()
         if db_type.startswith(("numeric", "decimal")):
@@ -362,13 +374,16 @@ def feed_page(
     limit = max(1, min(int(limit), MAX_PAGE))
     connection = connections[using]
     feed_sequence(lane=lane, using=using, limit=max(limit, SEQUENCE_BATCH))
+    postgresql = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT seq, entity, entity_id::text, op, origin, hlc FROM sync_syncfeed "
-            "WHERE lane = %s AND seq > %s AND sequenced ORDER BY seq LIMIT %s",
+            f"SELECT seq, entity, {'entity_id::text' if postgresql else 'entity_id'}, op, origin, hlc "  # noqa: S608  (constants)
+            "FROM sync_syncfeed WHERE lane = %s AND seq > %s AND sequenced ORDER BY seq LIMIT %s",
             [lane, since, limit],
         )
         scanned: list[tuple[int, str, str, str, str, int]] = cursor.fetchall()
+        if not postgresql:  # SQLite keeps a uuid as 32 hex digits
+            scanned = [(q, e, str(uuid.UUID(str(i))), op, o, h) for q, e, i, op, o, h in scanned]
         cursor.execute("SELECT MAX(seq) FROM sync_syncfeed WHERE lane = %s AND sequenced", [lane])
         head = int(cursor.fetchone()[0] or 0)
     next_seq = scanned[-1][0] if scanned else since

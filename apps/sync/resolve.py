@@ -198,6 +198,23 @@ def _merge_order(x: Version, y: Version) -> Version:
     return Version(hlc=hi.hlc, node=hi.node, vv=vv, version=version, data=data)
 
 
+def _merge_order_is_hi(x: Version, y: Version) -> Version | None:
+    """_merge_order(x, y) when it is simply the later version (the usual case: an update that
+    has seen the other), found without building the merge; None otherwise."""
+    hi, lo = (x, y) if x.key > y.key else (y, x)
+    hi_vv = hi.vv
+    if hi.version < lo.version or any(k not in hi_vv or v > hi_vv[k] for k, v in lo.vv.items()):
+        return None  # the merge's vector or version would not be hi's
+    hi_data, lo_data = hi.data, lo.data
+    status_same = all(hi_data.get(name, _ABSENT) == lo_data.get(name, _ABSENT) for name in ORDER_STATUS_GROUP)
+    if not status_same and _by_status(lo) > _by_status(hi):
+        return None
+    fill_same = all(hi_data.get(name, _ABSENT) == lo_data.get(name, _ABSENT) for name in ORDER_FILL_GROUP)
+    if not fill_same and _by_fill(lo) > _by_fill(hi):
+        return None
+    return hi
+
+
 def _with_vv(version: Version, vv: Mapping[str, int]) -> Version:
     return version if dict(version.vv) == dict(vv) else replace(version, vv=dict(vv))
 
@@ -221,18 +238,18 @@ def resolve(
         return Resolution(result=local)  # the same version again
     relation = vv_relation(incoming.vv, local.vv)
     concurrent = relation == "concurrent"
-    joined = vv_join(local.vv, incoming.vv)
 
     if strategy == Strategy.MERGE and merge_orders:
         if not (local.deleted or incoming.deleted):
-            result = _merge_order(local, incoming)
+            result = _merge_order_is_hi(local, incoming) or _merge_order(local, incoming)
             result = local if result == local else incoming if result == incoming else result
             return Resolution(result=result, conflict=_record(strategy, local, incoming, result, concurrent))
         if concurrent:  # a delete wins over a concurrent edit (remove-wins keeps the lattice a join)
             winner = max((v for v in (local, incoming) if v.deleted), key=lambda v: v.key)
-            result = _with_vv(winner, joined)
+            result = _with_vv(winner, vv_join(local.vv, incoming.vv))
             return Resolution(result=result, conflict=_record(strategy, local, incoming, result, True))
 
+    joined = vv_join(local.vv, incoming.vv)
     if strategy == Strategy.REJECT and concurrent:
         winner, loser = (local, incoming) if local.key < incoming.key else (incoming, local)
         result = _with_vv(winner, joined)

@@ -178,6 +178,24 @@ def test_orders_merge_never_reopens_a_filled_order():
     assert SyncConflict.objects.get().winner == "merged"
 
 
+def test_an_edit_that_saw_the_fill_still_cannot_take_the_order_back_from_filled():
+    # No conflict here (the edit follows the fill), so on PostgreSQL it is decided on the local
+    # row's deciding columns alone: the status and fill must be among them.
+    user = twin_user("alice")
+    with as_node(A):
+        order = make_order(make_portfolio(user))
+        Order.objects.filter(pk=order.pk).update(status="filled", filled_quantity=Decimal("2"))
+    pull(source=A, target=B)
+    with as_node(B):
+        Order.objects.using(NODE2).filter(pk=order.pk).update(status="open", price=Decimal("101"))
+
+    pull(source=B, target=A)
+
+    kept = Order.objects.get(pk=order.pk)
+    assert (kept.status, kept.filled_quantity, kept.price) == ("filled", Decimal("2"), Decimal("101"))
+    assert not SyncConflict.objects.exists()
+
+
 def test_portfolios_keep_their_home_nodes_concurrent_write():
     user = twin_user("alice")
     with as_node(A):

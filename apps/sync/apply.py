@@ -43,6 +43,7 @@ from apps.sync.capture import (
     tombstone_upsert,
 )
 from apps.sync.feed import Tomb, json_safe, json_safe_cursor, page_verify, rows_serialize, tombstones_get
+from apps.sync.gcpause import gc_held_during
 from apps.sync.hlc import clock
 from apps.sync.hooks import apply_order, run_post_apply
 from apps.sync.models import (
@@ -109,6 +110,7 @@ def _check_drift(rows: Iterable[Mapping[str, Any]], using: str) -> int:
     return top
 
 
+@gc_held_during
 def batch_apply(
     *, peer: str, lane: int, page: dict[str, Any], using: str = "default", verified: bool = False
 ) -> ApplyResult:
@@ -153,6 +155,7 @@ def batch_apply(
     return result
 
 
+@gc_held_during
 def repair_apply(*, peer: str, page: dict[str, Any], using: str = "default") -> ApplyResult:
     """Apply rows exported by a peer for reconciliation (rows_export), without moving any cursor."""
     page_verify(page)

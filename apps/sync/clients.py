@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import httpx
 
 from apps.sync.auth import NONCE_HEADER, SignatureInvalid, request_sign, response_verify
+from apps.sync.gcpause import gc_held
 from apps.sync.transport import ZSTD, PayloadInvalid, body_decode, body_encode
 
 TIME_HEADER = "X-Haunt-Time"  # the server's wall clock (ms) when it answered
@@ -152,7 +153,8 @@ class PeerClient:
         except RuntimeError as exc:  # httpx: the client was closed (the worker is shutting down)
             raise PeerUnavailable("closed", f"{self.endpoint.name}: {exc}") from None
         rtt_ms = (time.perf_counter() - started) * 1000
-        decoded = self._decode(response, raw)
+        with gc_held():
+            decoded = self._decode(response, raw)
         if response.status_code >= 400:
             self._raise_for(response.status_code, decoded)
         try:

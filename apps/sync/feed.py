@@ -21,6 +21,7 @@ import orjson
 from django.db import connections, models
 
 from apps.sync.capture import SEQUENCE_BATCH, EntityConfig, entity_configs, feed_sequence
+from apps.sync.gcpause import gc_held_during
 from apps.sync.models import SyncCursor, SyncTombstone, current_node_id
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
 
@@ -363,6 +364,7 @@ def page_rebase(page: dict[str, Any], *, since: int) -> dict[str, Any]:
     )
 
 
+@gc_held_during
 def feed_page(
     *, lane: int, since: int, limit: int, exclude_origin: str | None = None, using: str = "default"
 ) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from apps.sync import services as data_plane
 from apps.sync.breaker import CircuitBreaker, backoff_delay
 from apps.sync.clients import PeerClient, PeerEndpoint, PeerError, PeerResponse, PeerUnavailable
+from apps.sync.gcpause import gc_held
 from apps.sync.models import Peer, PeerSecretUnreadable, SyncSession, current_node_id
 from apps.sync.transport import force_key, worker_state_key
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
@@ -361,7 +362,8 @@ class LanePuller(threading.Thread):
         if not isinstance(page, dict):
             return _Fetched(response, "The feed answer is not a page object.")
         try:
-            data_plane.page_verify(page)
+            with gc_held():
+                data_plane.page_verify(page)
         except ChecksumMismatch as exc:
             return _Fetched(response, f"Checksum mismatch: {exc}")
         return _Fetched(response, None)

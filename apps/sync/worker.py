@@ -35,6 +35,7 @@ from apps.sync import services as data_plane
 from apps.sync.breaker import CircuitBreaker, backoff_delay
 from apps.sync.clients import PeerClient, PeerEndpoint, PeerError, PeerResponse, PeerUnavailable
 from apps.sync.gcpause import gc_held
+from apps.sync.hlc import clock
 from apps.sync.models import Peer, PeerSecretUnreadable, SyncSession, current_node_id
 from apps.sync.transport import force_key, worker_state_key
 from apps.trading.exceptions import ChecksumMismatch, ClockDrift
@@ -54,6 +55,7 @@ class PullConfig:
     wait_s: float = 20.0
     yield_limit: int = 50  # page size of a lane while a more urgent lane has work
     yield_wait_s: float = 0.25  # longest a page waits for a more urgent lane's apply to finish
+    yield_pause_s: float = 0.02  # pause between pages while a more urgent lane has work
 
 
 class LaneGate:
@@ -81,6 +83,12 @@ class LaneGate:
                 self._applying[lane] -= 1
                 self._worked_at[lane] = time.monotonic()
                 self._cond.notify_all()
+
+    def noted(self, lane: int) -> None:
+        """`lane` has rows to apply: lower lanes yield from now, not from when it applies them
+        (it may wait for the CPU a lower lane's page holds)."""
+        with self._cond:
+            self._worked_at[lane] = time.monotonic()
 
     def urgent_active(self, lane: int) -> bool:
         """Has a more urgent lane applied anything in the last second?"""
@@ -300,8 +308,10 @@ class LanePuller(threading.Thread):
             connections.close_all()  # this thread's connections only
 
     def load_cursor(self) -> None:
-        """Resume from the cursor committed with the last applied batch."""
+        """Resume from the cursor committed with the last applied batch (and load the clock's
+        high-water mark, a scan of the feed, now rather than in the first apply)."""
         self.stats.cursor = int(data_plane.cursor_get(peer=self.endpoint.name, lane=self.lane))
+        clock()
 
     def abandon(self) -> None:
         """Close this puller's session from the supervisor: the thread is stuck in a long-poll."""
@@ -343,8 +353,14 @@ class LanePuller(threading.Thread):
             self._attempt = 0
             self._ack_maybe(idle=True)
             return  # the long-poll timed out with nothing new
+        if page.get("rows"):
+            self.gate.noted(self.lane)
         self._prefetch_from(int(page["next"]))
         self._apply(page, response)
+        if self.gate.urgent_active(self.lane):
+            # Leave the CPU to the urgent lane between pages: on two cores this lane's applies
+            # here and page reads on the peer otherwise take the time its rows need.
+            self.sleep(self.config.yield_pause_s)
 
     def _limit(self) -> int:
         """Rows to ask for: small while a more urgent lane has work; otherwise doubling from small

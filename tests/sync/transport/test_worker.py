@@ -440,3 +440,39 @@ def test_a_big_page_is_applied_in_small_chunks_once_a_more_urgent_lane_gets_work
     assert client.limits[0] == 100  # fetched as one page before the orders lane was busy
     assert chunks == [(0, 2, [1, 2]), (2, 4, [3, 4]), (4, 5, [5])]
     assert puller.stats.cursor == 5 and applier.cursors[(peer.name, 9)] == 5
+
+
+@pytest.mark.django_db
+def test_a_lower_lane_pauses_between_pages_only_while_a_more_urgent_one_has_work(
+    peer: Peer, applier: FakeApplier
+):
+    feed = FakeFeed(node=peer.name)
+    for _ in range(4):
+        feed.write(lane=9)
+    config = PullConfig(limit=1, wait_s=0.05, yield_limit=1, yield_pause_s=0.03)
+    puller = make_puller(peer, RecordingClient(feed), lane=9, config=config)
+    slept: list[float] = []
+    puller.sleep = slept.append  # type: ignore[method-assign]
+
+    puller.step()
+    assert slept == []  # nothing more urgent: straight on to the next page
+
+    with puller.gate.applying(0):
+        pass  # the orders lane just applied a page
+    puller.step()
+    assert slept == [0.03]
+    assert applier.cursors[(peer.name, 9)] == 2
+
+
+@pytest.mark.django_db
+def test_an_urgent_lane_makes_lower_lanes_yield_as_soon_as_it_fetched_rows(peer: Peer, applier: FakeApplier):
+    feed = FakeFeed(node=peer.name)
+    feed.write(lane=0)
+    puller = make_puller(peer, RecordingClient(feed), lane=0)
+    seen: list[bool] = []
+    puller.gate.wait_turn = lambda lane, timeout: seen.append(puller.gate.urgent_active(9))  # type: ignore[method-assign]
+
+    puller.step()
+
+    assert seen == [True]  # before its own apply began: lane 9 already yields
+    assert applier.cursors[(peer.name, 0)] == 1

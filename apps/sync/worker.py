@@ -120,7 +120,8 @@ class _Prefetch:
         self._done = threading.Event()
         self._response: _Fetched | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._run, args=(fetch,), name=name, daemon=True).start()
+        self.thread = threading.Thread(target=self._run, args=(fetch,), name=name, daemon=True)
+        self.thread.start()
 
     def _run(self, fetch: Callable[[], _Fetched]) -> None:
         try:
@@ -263,6 +264,7 @@ class LanePuller(threading.Thread):
         self.stop_event = stop
         self.gate = gate or LaneGate()
         self._prefetch: _Prefetch | None = None
+        self._prefetch_threads: list[threading.Thread] = []  # in flight, used or dropped
         self._page_limit = min(config.limit, config.yield_limit)
         self.wake = threading.Event()
         self.stats = LinkStats(peer=endpoint.name, lane=lane)
@@ -373,6 +375,8 @@ class LanePuller(threading.Thread):
     def _request(self, since: int) -> _Fetched:
         """A page, decoded and verified (in the prefetching thread, while the page before it is
         applied)."""
+        if self.stop_event.is_set():  # shutting down: no new connection to a closed client
+            raise PeerUnavailable("closed", "the worker is stopping")
         response = self.client.feed(lane=self.lane, since=since, limit=self._limit(), wait=self.config.wait_s)
         page = response.body
         if not isinstance(page, dict):
@@ -394,6 +398,18 @@ class LanePuller(threading.Thread):
         self._prefetch = _Prefetch(
             lambda: self._request(since), since=since, name=f"sync-prefetch-{self.endpoint.name}-{self.lane}"
         )
+        self._prefetch_threads = [t for t in self._prefetch_threads if t.is_alive()]
+        self._prefetch_threads.append(self._prefetch.thread)
+
+    def prefetching(self) -> bool:
+        return any(thread.is_alive() for thread in self._prefetch_threads)
+
+    def prefetches_join(self, timeout: float) -> None:
+        """Wait for this lane's page requests still in flight (the client is closed: they end
+        at once, or after opening a connection the next close then ends)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._prefetch_threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _apply(self, page: dict[str, Any], response: PeerResponse) -> None:
         cursor_before = self.stats.cursor
@@ -708,6 +724,12 @@ class SyncWorker:
                 puller.abandon()
         for link in links:
             link.client.close()
+        # A prefetch that passed the client's closed check just before a close has its connection
+        # closed by the next one: wait for them, then close once more.
+        for puller in pullers:
+            puller.prefetches_join(timeout=SHUTDOWN_GRACE_S)
+        for link in links:
+            link.client.close()
         connections.close_all()
         try:
             cache.delete(worker_state_key())
@@ -716,7 +738,7 @@ class SyncWorker:
 
     def _reap_retired(self) -> None:
         for link in list(self.retired):
-            if not any(puller.is_alive() for puller in link.pullers.values()):
+            if not any(puller.is_alive() or puller.prefetching() for puller in link.pullers.values()):
                 link.client.close()
                 self.retired.remove(link)
 

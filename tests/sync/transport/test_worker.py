@@ -476,3 +476,30 @@ def test_an_urgent_lane_makes_lower_lanes_yield_as_soon_as_it_fetched_rows(peer:
 
     assert seen == [True]  # before its own apply began: lane 9 already yields
     assert applier.cursors[(peer.name, 0)] == 1
+
+
+@pytest.mark.django_db
+def test_no_page_is_requested_once_stopping_and_requests_in_flight_can_be_waited_for(
+    peer: Peer, plane_double: PlaneDouble
+):
+    plane_double("page_verify", fake_page_verify)
+    release = threading.Event()
+
+    class Slow(RecordingClient):
+        def feed(self, *, lane: int, since: int, limit: int, wait: float) -> PeerResponse:
+            release.wait(5)
+            return super().feed(lane=lane, since=since, limit=limit, wait=wait)
+
+    client = Slow(FakeFeed(node=peer.name))
+    puller = make_puller(peer, client)
+    puller._prefetch_from(0)
+    assert puller.prefetching()
+
+    threading.Timer(0.1, release.set).start()
+    puller.prefetches_join(timeout=5)  # shutdown waits for it before its last close of the client
+    assert not puller.prefetching()
+
+    puller.stop_event.set()
+    with pytest.raises(PeerUnavailable):
+        puller._request(0)  # a prefetch starting after the stop opens no connection
+    assert client.asked == [0]

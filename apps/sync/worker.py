@@ -726,8 +726,9 @@ class SyncWorker:
             link.client.close()
         # A prefetch that passed the client's closed check just before a close has its connection
         # closed by the next one: wait for them, then close once more.
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for puller in pullers:
-            puller.prefetches_join(timeout=SHUTDOWN_GRACE_S)
+            puller.prefetches_join(timeout=max(0.0, deadline - time.monotonic()))
         for link in links:
             link.client.close()
         connections.close_all()

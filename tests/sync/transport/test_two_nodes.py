@@ -231,6 +231,13 @@ def test_a_worker_pulls_another_nodes_writes_over_http_and_resumes_from_its_curs
     worker, thread = _run_worker([lane])
     try:
         assert _wait_for(lambda: Profile.objects.count() == 160, timeout=60), "resumed pull did not arrive"
+        # Acks are sent after the apply commits (off the hot path): stopping the worker the moment
+        # the rows are visible could close the client under the ack.
+        (link,) = worker.links.values()
+        applied = link.pullers[lane].stats.cursor
+        assert _wait_for(
+            lambda: int(osaka.shell(READ_STATE)["acks"].get(str(lane), 0)) >= applied, timeout=15
+        ), "the resumed worker did not acknowledge what it applied"
     finally:
         worker.stop()
         thread.join(timeout=30)

@@ -332,7 +332,7 @@ def feed_rows_build(
             }
         else:
             continue  # deleted meanwhile without a tombstone yet visible: its entry moves on
-        row["sha256"] = hashlib.sha256(canonical(row)).hexdigest()  # row_checksum(), inlined
+        row["sha256"] = row_checksum(row)
         rows.append(row)
     return rows
 
